@@ -1,0 +1,374 @@
+"""Decoding image files to RGB arrays, and the hashes that identify them.
+
+Every file goes through :func:`decode_image`, which reads it once, hashes the
+bytes, applies the EXIF orientation and turns whatever Pillow opened into an
+``(H, W, 3)`` ``uint8`` RGB array. A file that cannot be used raises
+:class:`~lazyvision.errors.ImageError` with a short reason a report can print.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import re
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from lazyvision.errors import ImageError
+
+logger = logging.getLogger(__name__)
+
+BACKGROUND: tuple[int, int, int] = (255, 255, 255)
+
+# Pillow's own default warning threshold (256 MiB as 24-bit RGB), so a file
+# under our limit never sets off Pillow's DecompressionBombWarning unless the
+# caller raises the limit.
+DEFAULT_MAX_PIXELS: int = 89_478_485
+
+SUPPORTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF")
+
+_CHUNK_BYTES = 1 << 20
+_HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+# What Pillow's decoders raise on a damaged file; anything else is a real bug.
+_CORRUPT_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    struct.error,
+    zlib.error,
+)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What :func:`decode_image` learned about one file.
+
+    Attributes:
+        digest: SHA-256 hex digest of the file bytes.
+        width: Width in pixels at full resolution, after the EXIF orientation.
+        height: Height in pixels at full resolution, after the EXIF orientation.
+        mode: Pillow mode of the file as opened ("P", "I;16", "CMYK", ...).
+        format: Pillow format name ("PNG", "JPEG", "MPO", ...).
+        phash: 64-bit difference hash of the decoded RGB image.
+    """
+
+    digest: str
+    width: int
+    height: int
+    mode: str
+    format: str
+    phash: int
+
+
+def file_digest(path: str | Path) -> str:
+    """Returns the SHA-256 hex digest of a file, read in 1 MiB chunks.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The digest as 64 lowercase hex characters.
+
+    Raises:
+        ImageError: The file is missing or cannot be read.
+
+    Example:
+        >>> file_digest("cat.png")  # doctest: +SKIP
+        'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
+    """
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as file:
+            while chunk := file.read(_CHUNK_BYTES):
+                digest.update(chunk)
+    except OSError as err:
+        raise _read_error(path, err) from err
+    return digest.hexdigest()
+
+
+def decode_image(
+    path: str | Path,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_side: int | None = None,
+) -> tuple[np.ndarray, ImageInfo]:
+    """Decodes one image file to RGB and describes it.
+
+    The file is read from disk once; the digest is taken from the same bytes.
+    The EXIF orientation is applied first. Then every Pillow mode becomes 8-bit
+    RGB: grayscale is copied to three channels, transparency (an alpha channel
+    or a palette/colour-key ``transparency``) is composited onto
+    :data:`BACKGROUND`, CMYK uses Pillow's conversion (Adobe-inverted JPEGs are
+    handled; embedded ICC profiles are not applied), and 16-bit, 32-bit integer
+    and float images are stretched linearly from their own minimum..maximum to
+    0..255. A constant high-depth image has no range to stretch and keeps its
+    value clipped to 0..255 (so 0 stays black and anything above 255 is white);
+    NaN and -inf become the minimum, +inf the maximum, and the pixels of a
+    16-bit PNG's transparent grey level are left out of the range and turn
+    white. Animated files give their first frame.
+
+    Args:
+        path: The image file: JPEG, PNG, BMP, TIFF, WebP or GIF.
+        max_pixels: Largest width x height accepted, checked from the header
+            before any pixel is decoded.
+        draft_side: If given, a JPEG may be decoded at 1/2, 1/4 or 1/8 scale,
+            never so small that its shorter side drops below this. The info
+            still reports the full size.
+
+    Returns:
+        The pixels as a read-only C-contiguous ``(H, W, 3)`` ``uint8`` array
+        (copy it before writing), and the file's :class:`ImageInfo`.
+
+    Raises:
+        ImageError: The file cannot be used. ``reason`` is one of "file not
+            found", "empty file (0 bytes)", "not an image", "truncated or
+            corrupt", "over the pixel limit (W x H = N > LIMIT)", "is a
+            directory", "permission denied", "unreadable (...)" or "unsupported
+            mode '...'".
+        ValueError: ``max_pixels`` or ``draft_side`` is not a positive integer.
+
+    Example:
+        >>> rgb, info = decode_image(Path("cat.png"))  # doctest: +SKIP
+        >>> rgb.shape, info.format  # doctest: +SKIP
+        ((480, 640, 3), 'PNG')
+    """
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive integer; got {max_pixels!r}")
+    if draft_side is not None and draft_side < 1:
+        raise ValueError(
+            f"draft_side must be a positive integer or None; got {draft_side!r}"
+        )
+    data = _read_bytes(path)
+    digest = hashlib.sha256(data).hexdigest()
+
+    with _open(path, data, max_pixels) as image:
+        width, height = image.size
+        if width * height > max_pixels:
+            reason = (
+                f"over the pixel limit ({width} x {height} = {width * height} "
+                f"> {max_pixels})"
+            )
+            raise ImageError(str(path), reason)
+        mode, image_format = image.mode, image.format or ""
+
+        if draft_side is not None and image_format in ("JPEG", "MPO"):
+            image.draft("RGB", (draft_side, draft_side))
+            logger.debug("%s: decoding at %s of %s", path, image.size, (width, height))
+        try:
+            image.load()
+            stored_size = image.size
+            ImageOps.exif_transpose(image, in_place=True)
+            rgb_image = _to_rgb(image, path)
+        except ImageError:
+            raise
+        except _CORRUPT_ERRORS as err:
+            raise ImageError(str(path), "truncated or corrupt") from err
+
+        if image.size != stored_size:
+            width, height = height, width
+        info = ImageInfo(
+            digest=digest,
+            width=width,
+            height=height,
+            mode=mode,
+            format=image_format,
+            phash=_dhash(rgb_image),
+        )
+        return np.asarray(rgb_image), info
+
+
+def center_square(rgb: np.ndarray, side: int) -> np.ndarray:
+    """Crops the central square of an image and resizes it.
+
+    The square has side ``min(H, W)`` and only its own pixels count. It is
+    resized with Pillow's bicubic filter at full precision
+    (``reducing_gap=None``), which widens its support when shrinking, so
+    downsizing is antialiased.
+
+    Args:
+        rgb: An ``(H, W, 3)`` ``uint8`` array.
+        side: The output side in pixels.
+
+    Returns:
+        A new writable ``(side, side, 3)`` ``uint8`` array.
+
+    Raises:
+        ValueError: ``rgb`` is not a non-empty ``(H, W, 3)`` ``uint8`` array, or
+            ``side`` is not a positive integer.
+
+    Example:
+        >>> center_square(np.zeros((480, 640, 3), np.uint8), 224).shape
+        (224, 224, 3)
+    """
+    _check_rgb(rgb, "rgb")
+    if side < 1:
+        raise ValueError(f"side must be a positive integer; got {side!r}")
+    height, width = rgb.shape[:2]
+    crop = min(height, width)
+    top, left = (height - crop) // 2, (width - crop) // 2
+
+    square = rgb[top : top + crop, left : left + crop]
+    if crop == side:
+        return square.copy()
+    # Cropping before resizing keeps pixels outside the square out of its edges,
+    # and hands Pillow only the square to copy.
+    resized = Image.fromarray(square).resize(
+        (side, side), Image.Resampling.BICUBIC, reducing_gap=None
+    )
+    return np.array(resized)
+
+
+def difference_hash(rgb: np.ndarray) -> int:
+    """Returns the 64-bit difference hash (dHash) of an RGB image.
+
+    The image is turned to grayscale, box-averaged down to 9 x 8 and each bit
+    says whether a pixel is brighter than its left neighbour. Re-encoded or
+    resized copies of a picture land a few bits apart; compare with
+    :func:`hamming`.
+
+    Args:
+        rgb: An ``(H, W, 3)`` ``uint8`` array.
+
+    Returns:
+        The hash, an integer in ``[0, 2**64)``, first row in the high bits.
+
+    Raises:
+        ValueError: ``rgb`` is not a non-empty ``(H, W, 3)`` ``uint8`` array.
+
+    Example:
+        >>> difference_hash(np.zeros((32, 32, 3), np.uint8))
+        0
+    """
+    _check_rgb(rgb, "rgb")
+    return _dhash(Image.fromarray(rgb))
+
+
+def hamming(a: int, b: int) -> int:
+    """Returns how many bits differ between two hashes.
+
+    Example:
+        >>> hamming(0b1011, 0b0001)
+        2
+    """
+    return (a ^ b).bit_count()
+
+
+def _read_bytes(path: str | Path) -> bytes:
+    """Reads a whole file, raising ImageError with a short reason."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as err:
+        raise _read_error(path, err) from err
+    if not data:
+        raise ImageError(str(path), "empty file (0 bytes)")
+    return data
+
+
+def _read_error(path: str | Path, err: OSError) -> ImageError:
+    """Turns an OSError from reading a file into an ImageError."""
+    if isinstance(err, FileNotFoundError):
+        return ImageError(str(path), "file not found")
+    if isinstance(err, IsADirectoryError):
+        return ImageError(str(path), "is a directory")
+    if isinstance(err, PermissionError):
+        return ImageError(str(path), "permission denied")
+    return ImageError(str(path), f"unreadable ({err.strerror or err})")
+
+
+def _open(path: str | Path, data: bytes, max_pixels: int) -> Image.Image:
+    """Opens the bytes with Pillow (header only), raising ImageError."""
+    try:
+        return Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
+    except UnidentifiedImageError as err:
+        raise ImageError(str(path), "not an image") from err
+    except Image.DecompressionBombError as err:
+        # Pillow refuses twice its own limit before we see the size; its message
+        # carries the pixel count and that limit, not the width and height.
+        found = re.search(r"\((\d+) pixels\) exceeds limit of (\d+)", str(err))
+        pixels, limit = (int(found[1]), int(found[2])) if found else (0, 0)
+        if pixels > max_pixels:
+            reason = f"over the pixel limit ({pixels} > {max_pixels})"
+        else:
+            reason = f"over the pixel limit (Pillow refuses over {limit or '?'})"
+        raise ImageError(str(path), reason) from err
+    except _CORRUPT_ERRORS as err:
+        raise ImageError(str(path), "truncated or corrupt") from err
+
+
+def _to_rgb(image: Image.Image, path: str | Path) -> Image.Image:
+    """Converts a loaded image of any mode to an 8-bit RGB image."""
+    if image.mode in _HIGH_DEPTH_MODES:
+        values = np.asarray(image)
+        key = image.info.get("transparency")
+        transparent = values == key if isinstance(key, int) else None
+        rgb = Image.fromarray(_stretch_to_uint8(values, transparent)).convert("RGB")
+        if transparent is not None:
+            rgb.paste(BACKGROUND, mask=Image.fromarray(transparent))
+        return rgb
+    if image.has_transparency_data:
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        background = Image.new("RGB", image.size, BACKGROUND)
+        background.paste(rgba, mask=rgba)
+        return background
+    if image.mode == "RGB":
+        return image
+    try:
+        return image.convert("RGB")
+    except ValueError as err:
+        reason = f"unsupported mode {image.mode!r}"
+        raise ImageError(str(path), reason) from err
+
+
+def _stretch_to_uint8(values: np.ndarray, skip: np.ndarray | None) -> np.ndarray:
+    """Maps a 2-D array's min..max, skip excluded, to 0..255 (see decode_image)."""
+    floats = values.astype(np.float64)
+    finite = np.isfinite(floats)
+    if skip is not None:
+        finite &= ~skip
+    if not finite.any():
+        return np.zeros(values.shape, np.uint8)
+    low, high = floats[finite].min(), floats[finite].max()
+    np.nan_to_num(floats, copy=False, nan=low, posinf=high, neginf=low)
+
+    if high > low:
+        floats -= low
+        floats *= 255.0 / (high - low)
+    else:
+        np.clip(floats, 0.0, 255.0, out=floats)
+    return np.rint(floats).astype(np.uint8)
+
+
+def _dhash(image: Image.Image) -> int:
+    """Difference hash of a Pillow image (see difference_hash)."""
+    small = image.convert("L").resize((9, 8), Image.Resampling.BOX)
+    pixels = np.asarray(small, dtype=np.int16)
+    bits = pixels[:, 1:] > pixels[:, :-1]
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+
+
+def _check_rgb(rgb: np.ndarray, name: str) -> None:
+    """Raises ValueError unless rgb is a non-empty (H, W, 3) uint8 array."""
+    shape = getattr(rgb, "shape", None)
+    dtype = getattr(rgb, "dtype", None)
+    if (
+        not isinstance(rgb, np.ndarray)
+        or rgb.ndim != 3
+        or rgb.shape[2] != 3
+        or rgb.dtype != np.uint8
+        or rgb.size == 0
+    ):
+        raise ValueError(
+            f"{name} must be a non-empty (H, W, 3) uint8 array; "
+            f"got shape {shape!r} dtype {dtype!r}"
+        )
