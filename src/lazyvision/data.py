@@ -1,0 +1,668 @@
+"""Reading the user's labelled images into a Dataset of Samples.
+
+Three layouts are understood: a folder of split CSVs (train.csv, val.csv and an
+optional test.csv), one CSV with a split column, and class folders (with or without
+train/val/test folders above them). Only the table of samples is built here; whether
+each file can be decoded is the business of :mod:`lazyvision.check`.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import logging
+import math
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sklearn.model_selection import train_test_split
+
+from lazyvision.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+)
+
+_SPLIT_ALIASES = {
+    "train": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+}
+# Files that operating systems and notebooks leave in folders without a leading dot.
+_SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db"})
+_MAX_LISTED_ROW_ERRORS = 20
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled image.
+
+    Attributes:
+        split: "train", "val" or "test".
+        path: The resolved absolute path of the image file.
+        label: The label text, whitespace trimmed ("10" stays "10").
+        origin: Where the sample came from, for messages: "train.csv row 7" (the row
+            as a spreadsheet numbers it, header row 1) or "val/cat/x.png".
+    """
+
+    split: str
+    path: Path
+    label: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The samples of a labelled image set, with what was noticed while reading it.
+
+    Attributes:
+        samples: Every sample, train first, then val, then test.
+        classes: The training labels, sorted naturally (2 before 10).
+        source: What the user pointed at.
+        layout: "split-csvs", "split-column-csv" or "class-folders".
+        notes: Plain statements for the output, such as how val was drawn.
+        warnings: Things that may change the numbers, such as a class absent from val.
+        ignored: (path, reason) for files and folders skipped in class folders.
+    """
+
+    samples: tuple[Sample, ...]
+    classes: tuple[str, ...]
+    source: str
+    layout: str
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    ignored: tuple[tuple[str, str], ...] = ()
+
+    def split(self, name: str) -> tuple[Sample, ...]:
+        """Returns the samples of one split ("train", "val" or "test")."""
+        if name not in SPLITS:
+            raise DataError(f"split {name!r} is not one of {', '.join(SPLITS)}")
+        return tuple(sample for sample in self.samples if sample.split == name)
+
+    @property
+    def split_names(self) -> tuple[str, ...]:
+        """The splits that have samples, in train, val, test order."""
+        present = {sample.split for sample in self.samples}
+        return tuple(name for name in SPLITS if name in present)
+
+
+def load_dataset(
+    source: str | Path,
+    *,
+    path_column: str = "filepath",
+    label_column: str = "label",
+    split_column: str = "split",
+    image_root: str | Path | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> Dataset:
+    """Reads a labelled image set from a folder or a CSV file.
+
+    The layout is recognised from what ``source`` is: a folder holding train.csv
+    (with val.csv and test.csv beside it, each optional), a single CSV file with a
+    split column, or a folder of class folders (``ROOT/train/<class>/*`` and so on,
+    or plain ``ROOT/<class>/*`` for a training set only). When no validation split
+    is given, one is drawn from train, stratified by class, and a note says so.
+
+    Args:
+        source: The dataset folder or CSV file.
+        path_column: The CSV column holding image paths.
+        label_column: The CSV column holding labels.
+        split_column: The column of a single CSV that names each row's split
+            (train, val or test; "validation" and "valid" mean val).
+        image_root: The folder relative CSV paths are read against; by default the
+            folder of the CSV itself.
+        val_fraction: The share of train drawn as val when no val split is given.
+        seed: The seed of that draw.
+
+    Returns:
+        The Dataset. Files are not opened; missing files are reported by
+        :func:`lazyvision.check.check_dataset`.
+
+    Raises:
+        DataError: The layout is not recognised, a column is missing, a row has an
+            empty path or label, or val/test hold a class that train lacks.
+
+    Example:
+        >>> dataset = load_dataset("pets/")  # doctest: +SKIP
+        >>> dataset.classes, len(dataset.split("train"))  # doctest: +SKIP
+        (('cat', 'dog'), 160)
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(
+            f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction!r}"
+        )
+    root = Path(image_root).expanduser() if image_root is not None else None
+    source_path = Path(source).expanduser()
+
+    ignored: list[tuple[str, str]] = []
+    warnings: list[str] = []
+    if source_path.is_file():
+        layout = "split-column-csv"
+        samples, warnings = _read_split_column_csv(
+            source_path, path_column, label_column, split_column, root
+        )
+    elif source_path.is_dir() and (source_path / "train.csv").is_file():
+        layout = "split-csvs"
+        samples = _read_split_csvs(source_path, path_column, label_column, root)
+    elif source_path.is_dir():
+        if (source_path / "val.csv").is_file():
+            raise DataError(
+                f"{str(source)!r} has val.csv but no train.csv; the training rows "
+                "must be in train.csv"
+            )
+        layout = "class-folders"
+        samples, ignored = _read_class_folders(source_path)
+    else:
+        raise DataError(f"dataset {str(source)!r} is neither a folder nor a file")
+
+    return _finish(
+        samples,
+        source=str(source),
+        layout=layout,
+        ignored=ignored,
+        warnings=warnings,
+        val_fraction=val_fraction,
+        seed=seed,
+    )
+
+
+def _finish(
+    samples: list[Sample],
+    *,
+    source: str,
+    layout: str,
+    ignored: list[tuple[str, str]],
+    warnings: list[str],
+    val_fraction: float,
+    seed: int,
+) -> Dataset:
+    """Draws val when absent, checks classes across splits and builds the Dataset."""
+    notes: list[str] = []
+    if not any(sample.split == "train" for sample in samples):
+        raise DataError(f"dataset {source!r} has no training images")
+    if not any(sample.split == "val" for sample in samples):
+        samples = _draw_val(samples, val_fraction=val_fraction, seed=seed)
+        notes.append(
+            f"validation: {val_fraction * 100:g}% of train, stratified, "
+            f"seed {seed} (no val split given)"
+        )
+
+    classes = sort_labels({s.label for s in samples if s.split == "train"})
+    warnings = warnings + _case_pair_warnings(samples)
+    unknown: list[str] = []
+    for split in ("val", "test"):
+        labels = {sample.label for sample in samples if sample.split == split}
+        if not labels:
+            continue
+        extra = sort_labels(labels - set(classes))
+        if extra:
+            unknown.append(
+                f"{split} has {_plural(len(extra), 'class', 'classes')} that train "
+                f"lacks: {_quoted(extra)}"
+            )
+        missing = [label for label in classes if label not in labels]
+        if missing:
+            warnings.append(
+                f"{_plural(len(missing), 'class', 'classes')} in train but not in "
+                f"{split}: {_quoted(missing)}"
+            )
+    for warning in warnings:
+        logger.warning("%s", warning)
+    if unknown:
+        raise DataError(
+            "; ".join(unknown) + f" (train classes: {_quoted(classes)}); a model "
+            "cannot be scored on classes it was never shown"
+        )
+
+    order = {name: index for index, name in enumerate(SPLITS)}
+    samples = sorted(samples, key=lambda sample: order[sample.split])
+    return Dataset(
+        samples=tuple(samples),
+        classes=classes,
+        source=source,
+        layout=layout,
+        notes=tuple(notes),
+        warnings=tuple(warnings),
+        ignored=tuple(ignored),
+    )
+
+
+def _draw_val(samples: list[Sample], *, val_fraction: float, seed: int) -> list[Sample]:
+    """Moves a stratified share of train into val, keeping each sample's origin."""
+    train = [sample for sample in samples if sample.split == "train"]
+    counts = Counter(sample.label for sample in train)
+    too_small = sort_labels(label for label, count in counts.items() if count < 2)
+    if too_small:
+        raise DataError(
+            "no val split was given, so one is drawn from train stratified by class, "
+            "which needs at least 2 training images per class; "
+            f"{_plural(len(too_small), 'class has', 'classes have')} only 1: "
+            f"{_quoted(too_small)}. Add images, drop the class, or give a val split"
+        )
+    try:
+        kept, drawn = train_test_split(
+            list(range(len(train))),
+            test_size=val_fraction,
+            stratify=[sample.label for sample in train],
+            random_state=seed,
+        )
+    except ValueError as err:
+        raise DataError(
+            f"cannot draw a stratified val split of {val_fraction:g} from "
+            f"{len(train)} training images in {len(counts)} classes: {err}. "
+            "Raise val_fraction, add images, or give a val split"
+        ) from err
+
+    moved = [
+        Sample("val", train[i].path, train[i].label, train[i].origin)
+        for i in sorted(drawn)
+    ]
+    rest = [sample for sample in samples if sample.split != "train"]
+    return [train[i] for i in sorted(kept)] + moved + rest
+
+
+def sort_labels(labels: Iterable[str]) -> tuple[str, ...]:
+    """Sorts labels naturally: numbers by value first (1, 2, 10), then text.
+
+    Text is compared without case and with digit runs as numbers, so "img2" comes
+    before "img10" and "Cat" sits beside "cat".
+
+    Example:
+        >>> sort_labels(["10", "cat", "2", "Cat", "1"])
+        ('1', '2', '10', 'Cat', 'cat')
+    """
+    return tuple(sorted(set(labels), key=_label_key))
+
+
+def _label_key(label: str) -> tuple[int, float, tuple[tuple[int, int | str], ...], str]:
+    """Sort key for :func:`sort_labels`."""
+    try:
+        value = float(label)
+    except ValueError:
+        value = math.nan
+    if math.isfinite(value):
+        return (0, value, (), label)
+    parts = tuple(
+        (0, int(part)) if part.isdecimal() else (1, part)
+        for part in re.split(r"(\d+)", label.casefold())
+        if part
+    )
+    return (1, 0.0, parts, label)
+
+
+def _case_pair_warnings(samples: Sequence[Sample]) -> list[str]:
+    """Warns about labels that differ only in case, with their image counts."""
+    counts = Counter(sample.label for sample in samples)
+    groups: dict[str, list[str]] = {}
+    for label in sort_labels(counts):
+        groups.setdefault(label.casefold(), []).append(label)
+    warnings = []
+    for labels in groups.values():
+        if len(labels) > 1:
+            described = " and ".join(
+                f"{label!r} ({_plural(counts[label], 'image', 'images')})"
+                for label in labels
+            )
+            warnings.append(
+                f"labels {described} differ only in case; they are kept as "
+                "different classes"
+            )
+    return warnings
+
+
+# CSV layouts.
+
+
+def _read_split_csvs(
+    folder: Path, path_column: str, label_column: str, root: Path | None
+) -> list[Sample]:
+    """Reads train.csv, and val.csv and test.csv where present."""
+    samples: list[Sample] = []
+    for split in SPLITS:
+        path = folder / f"{split}.csv"
+        if not path.is_file():
+            continue
+        table = _read_csv(path)
+        paths = table.column(path_column, "path")
+        labels = table.column(label_column, "label")
+        base = root if root is not None else path.parent
+        errors: list[str] = []
+        for index, (raw_path, raw_label) in enumerate(zip(paths, labels, strict=True)):
+            sample = _make_sample(
+                split,
+                raw_path,
+                raw_label,
+                table=table,
+                index=index,
+                base=base,
+                errors=errors,
+            )
+            if sample is not None:
+                samples.append(sample)
+        _raise_row_errors(path, errors)
+    return samples
+
+
+def _read_split_column_csv(
+    path: Path,
+    path_column: str,
+    label_column: str,
+    split_column: str,
+    root: Path | None,
+) -> tuple[list[Sample], list[str]]:
+    """Reads one CSV whose split column says where each row belongs.
+
+    A CSV with no such column (and none with a name close to it) is a training set
+    only; the returned warnings say so when split CSVs sit beside it.
+    """
+    table = _read_csv(path)
+    paths = table.column(path_column, "path")
+    labels = table.column(label_column, "label")
+    warnings: list[str] = []
+    if split_column in table.header or table.close_matches(split_column):
+        splits = table.column(split_column, "split")
+    else:
+        splits = ["train"] * len(paths)
+        siblings = [
+            name for name in ("val.csv", "test.csv") if (path.parent / name).is_file()
+        ]
+        if siblings:
+            warnings.append(
+                f"{path.name} has no {split_column!r} column, so all its rows are "
+                f"training images; {_quoted(siblings)} beside it "
+                f"{'was' if len(siblings) == 1 else 'were'} not read (pass the "
+                "folder to use them)"
+            )
+
+    base = root if root is not None else path.parent
+    samples: list[Sample] = []
+    errors: list[str] = []
+    for index, (raw_path, raw_label) in enumerate(zip(paths, labels, strict=True)):
+        raw_split = splits[index].strip()
+        split = _SPLIT_ALIASES.get(raw_split.casefold())
+        if split is None:
+            errors.append(
+                f"row {table.rows[index]}: split {raw_split!r} is not one of train, "
+                "val (or validation, valid), test"
+            )
+            continue
+        sample = _make_sample(
+            split,
+            raw_path,
+            raw_label,
+            table=table,
+            index=index,
+            base=base,
+            errors=errors,
+        )
+        if sample is not None:
+            samples.append(sample)
+    _raise_row_errors(path, errors)
+    return samples, warnings
+
+
+def _make_sample(
+    split: str,
+    raw_path: str,
+    raw_label: str,
+    *,
+    table: _Table,
+    index: int,
+    base: Path,
+    errors: list[str],
+) -> Sample | None:
+    """Builds one Sample from CSV text, or records why the row cannot be used."""
+    row = table.rows[index]
+    label = raw_label.strip()
+    text = raw_path.strip()
+    if not text:
+        errors.append(f"row {row}: empty path")
+    if not label:
+        errors.append(f"row {row}: empty label")
+    if not text or not label:
+        return None
+
+    # CSVs written on Windows carry backslashes that POSIX would read as part of a
+    # file name, and no real dataset names files with backslashes.
+    if os.sep == "/" and "\\" in text:
+        text = text.replace("\\", "/")
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    origin = f"{table.name} row {row}"
+    return Sample(split=split, path=path.resolve(), label=label, origin=origin)
+
+
+def _raise_row_errors(path: Path, errors: list[str]) -> None:
+    """Raises one DataError listing the bad rows of a CSV, if any."""
+    if not errors:
+        return
+    shown = errors[:_MAX_LISTED_ROW_ERRORS]
+    more = len(errors) - len(shown)
+    lines = [f"{path.name}: {_plural(len(errors), 'row', 'rows')} cannot be used:"]
+    lines += [f"  {error}" for error in shown]
+    if more:
+        lines.append(f"  ... and {more} more")
+    raise DataError("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A CSV read as text: header, data rows and their spreadsheet row numbers."""
+
+    name: str
+    header: tuple[str, ...]
+    records: tuple[tuple[str, ...], ...]
+    rows: tuple[int, ...]
+
+    def close_matches(self, name: str) -> list[str]:
+        """Column names close to ``name``: same but for case, or a likely typo."""
+        close = difflib.get_close_matches(name, self.header, n=3, cutoff=0.6)
+        same_but_case = [
+            column
+            for column in self.header
+            if column.casefold() == name.casefold() and column not in close
+        ]
+        return same_but_case + close
+
+    def column(self, name: str, role: str) -> list[str]:
+        """Returns one column's values, or raises naming the columns that exist."""
+        if name not in self.header:
+            listed = ", ".join(repr(column) for column in self.header)
+            message = f"{role} column {name!r} not in {self.name}; columns are {listed}"
+            close = self.close_matches(name)
+            if close:
+                message += f"; did you mean {' or '.join(map(repr, close))}?"
+            raise DataError(f"{message} (set {role}_column to choose another)")
+        index = self.header.index(name)
+        return [record[index] for record in self.records]
+
+
+def _read_csv(path: Path) -> _Table:
+    """Reads a CSV in UTF-8 (BOM or not) or Latin-1, comma or semicolon separated."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # Latin-1 decodes any byte string, so this fallback never fails; it is what
+        # spreadsheet programs on Western Windows machines write.
+        text = data.decode("latin-1")
+        logger.info("%s is not UTF-8; read as Latin-1", path.name)
+
+    first_line = text.lstrip("\r\n").split("\n", 1)[0]
+    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+
+    header: tuple[str, ...] | None = None
+    header_row = 0
+    records: list[tuple[str, ...]] = []
+    rows: list[int] = []
+    errors: list[str] = []
+    for row_number, record in enumerate(reader, start=1):
+        if not any(field.strip() for field in record):
+            continue
+        fields = tuple(field.strip() for field in record)
+        if header is None:
+            header = fields
+            header_row = row_number
+            continue
+        extra = fields[len(header) :]
+        if any(extra):
+            errors.append(
+                f"row {row_number}: {len(fields)} fields but the header (row "
+                f"{header_row}) has {len(header)}; quote values that contain "
+                f"{delimiter!r}"
+            )
+            continue
+        padded = (*record, *[""] * (len(header) - len(record)))
+        records.append(tuple(padded[: len(header)]))
+        rows.append(row_number)
+    if header is None:
+        raise DataError(f"{path.name} is empty; expected a header row and image rows")
+    _raise_row_errors(path, errors)
+    if not records:
+        raise DataError(f"{path.name} has a header but no rows")
+    return _Table(path.name, header, tuple(records), tuple(rows))
+
+
+# Class folders.
+
+
+def _read_class_folders(root: Path) -> tuple[list[Sample], list[tuple[str, str]]]:
+    """Reads ROOT/<split>/<class>/* or, with no split folders, ROOT/<class>/*."""
+    ignored: list[tuple[str, str]] = []
+    entries = _sorted_entries(root)
+    split_dirs: dict[str, Path] = {}
+    for entry in entries:
+        split = _SPLIT_ALIASES.get(entry.name.casefold())
+        if entry.is_dir() and split is not None and split not in split_dirs:
+            split_dirs[split] = entry
+
+    samples: list[Sample] = []
+    if "train" not in split_dirs:
+        if split_dirs:
+            found = ", ".join(path.name for path in split_dirs.values())
+            raise DataError(
+                f"{str(root)!r} has split folders ({found}) but no train folder"
+            )
+        csvs = [entry.name for entry in entries if entry.suffix.lower() == ".csv"]
+        samples = _read_split_folder(root, root, "train", ignored)
+        if not samples:
+            hint = (
+                f"; found {_quoted(csvs)}: pass a CSV file with a split column "
+                "itself, or name the CSVs train.csv, val.csv, test.csv"
+                if csvs
+                else ""
+            )
+            raise DataError(
+                f"no images found in {str(root)!r}; expected train.csv (with val.csv, "
+                "test.csv), class folders ROOT/<class>/*, or split folders "
+                f"ROOT/train/<class>/*{hint}"
+            )
+        return samples, ignored
+
+    used = set(split_dirs.values())
+    for entry in entries:
+        if entry not in used:
+            ignored.append((_relative(entry, root), _ignore_reason(entry, top=True)))
+    for split in SPLITS:
+        if split in split_dirs:
+            samples += _read_split_folder(split_dirs[split], root, split, ignored)
+    return samples, ignored
+
+
+def _read_split_folder(
+    folder: Path, root: Path, split: str, ignored: list[tuple[str, str]]
+) -> list[Sample]:
+    """Reads the class folders under one split folder."""
+    samples: list[Sample] = []
+    for entry in _sorted_entries(folder):
+        if not entry.is_dir() or _is_hidden(entry):
+            ignored.append((_relative(entry, root), _ignore_reason(entry)))
+            continue
+        found = list(_walk_images(entry, root, ignored, visited=set()))
+        if not found:
+            ignored.append((_relative(entry, root), "folder has no images"))
+        label = entry.name.strip()
+        samples += [
+            Sample(split, path.resolve(), label, _relative(path, root))
+            for path in found
+        ]
+    return samples
+
+
+def _walk_images(
+    folder: Path, root: Path, ignored: list[tuple[str, str]], visited: set[Path]
+) -> Iterable[Path]:
+    """Yields the image files under a class folder, recording what is skipped."""
+    # A symlinked folder may point back up the tree; each real folder is read once.
+    real = folder.resolve()
+    if real in visited:
+        return
+    visited.add(real)
+    for entry in _sorted_entries(folder):
+        if _is_hidden(entry) or _is_system_file(entry):
+            ignored.append((_relative(entry, root), _ignore_reason(entry)))
+        elif entry.is_dir():
+            yield from _walk_images(entry, root, ignored, visited)
+        elif entry.suffix.lower() in IMAGE_EXTENSIONS:
+            yield entry
+        else:
+            ignored.append((_relative(entry, root), _ignore_reason(entry)))
+
+
+def _ignore_reason(entry: Path, *, top: bool = False) -> str:
+    """Says in words why a folder entry is not read."""
+    if _is_hidden(entry):
+        return "hidden folder" if entry.is_dir() else "hidden file"
+    if _is_system_file(entry):
+        return "system file"
+    if top:
+        return "not a split folder (train, val, test)"
+    if entry.is_dir():
+        return "not an image folder"
+    if entry.suffix.lower() in IMAGE_EXTENSIONS:
+        return "image outside a class folder"
+    suffix = entry.suffix or "none"
+    return f"not an image file (extension {suffix!r})"
+
+
+def _is_hidden(entry: Path) -> bool:
+    return entry.name.startswith(".")
+
+
+def _is_system_file(entry: Path) -> bool:
+    return entry.name.casefold() in _SYSTEM_FILES
+
+
+def _sorted_entries(folder: Path) -> list[Path]:
+    """Lists a folder in natural name order, so runs are repeatable."""
+    return sorted(folder.iterdir(), key=lambda entry: _label_key(entry.name))
+
+
+def _relative(path: Path, root: Path) -> str:
+    """A path relative to the dataset folder, POSIX style; folders end with "/"."""
+    text = path.relative_to(root).as_posix()
+    return text + "/" if path.is_dir() else text
+
+
+# Wording.
+
+
+def _quoted(values: Iterable[str]) -> str:
+    return ", ".join(repr(value) for value in values)
+
+
+def _plural(count: int, singular: str, plural: str) -> str:
+    return f"{count} {singular if count == 1 else plural}"

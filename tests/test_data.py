@@ -1,0 +1,446 @@
+"""Tests for lazyvision.data: every layout, CSV dialect and label rule."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lazyvision.data import Dataset, load_dataset, sort_labels
+from lazyvision.errors import DataError
+
+
+def save_image(path: Path, seed: int = 0, size: int = 16) -> Path:
+    """Writes a small real image (format from the extension) and returns its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), np.uint8)
+    image_format = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else None
+    Image.fromarray(pixels).save(path, format=image_format)
+    return path
+
+
+def write_csv(path: Path, rows: Sequence[tuple[str, ...]], **kwargs: str) -> Path:
+    """Writes rows joined by a delimiter, header first, in the given encoding."""
+    delimiter = kwargs.get("delimiter", ",")
+    text = "\n".join(delimiter.join(row) for row in rows) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(kwargs.get("encoding", "utf-8")))
+    return path
+
+
+def labelled_rows(prefix: str, labels: list[str]) -> list[tuple[str, str]]:
+    header = [("filepath", "label")]
+    return header + [(f"{prefix}{i}.png", label) for i, label in enumerate(labels)]
+
+
+def by_split(dataset: Dataset) -> dict[str, list[str]]:
+    return {
+        split: [s.label for s in dataset.split(split)] for split in ("train", "val")
+    }
+
+
+# Split CSVs.
+
+
+def test_split_csvs_resolve_paths_against_the_csv_folder(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    for i in range(2):
+        save_image(images / "shirt" / f"train_{i}.png", seed=i)
+        save_image(images / "shoe" / f"val_{i}.png", seed=10 + i)
+    csvs = tmp_path / "csv"
+    write_csv(
+        csvs / "train.csv",
+        [
+            ("filepath", "label"),
+            ("../images/shirt/train_0.png", "shirt"),
+            ("../images/shirt/train_1.png", "shoe"),
+        ],
+    )
+    write_csv(
+        csvs / "val.csv",
+        [("filepath", "label"), ("../images/shoe/val_0.png", "shirt")],
+    )
+
+    dataset = load_dataset(csvs)
+
+    assert dataset.layout == "split-csvs"
+    assert dataset.split_names == ("train", "val")
+    assert dataset.classes == ("shirt", "shoe")
+    first = dataset.samples[0]
+    assert first.path == (images / "shirt" / "train_0.png").resolve()
+    assert first.path.is_file()
+    assert first.origin == "train.csv row 2"
+    assert dataset.split("val")[0].origin == "val.csv row 2"
+    assert dataset.notes == ()
+
+
+def test_image_root_overrides_the_csv_folder(tmp_path: Path) -> None:
+    write_csv(tmp_path / "csv" / "train.csv", labelled_rows("t", ["a", "b"]))
+    write_csv(tmp_path / "csv" / "val.csv", labelled_rows("v", ["a", "b"]))
+
+    dataset = load_dataset(tmp_path / "csv", image_root=tmp_path / "pics")
+
+    assert dataset.samples[0].path == (tmp_path / "pics" / "t0.png").resolve()
+
+
+def test_paths_of_every_kind_become_samples_without_opening_files(
+    tmp_path: Path,
+) -> None:
+    outside = save_image(tmp_path / "elsewhere" / "absolute.png")
+    folder = tmp_path / "data"
+    rows = [
+        ("filepath", "label"),
+        ("img/relative.png", "a"),
+        (str(outside), "a"),
+        ("img/with space.png", "b"),
+        ("img/ñandú.jpg", "b"),
+        ("img/UPPER.JPG", "a"),
+        ("img\\windows\\style.png", "b"),
+        ("img/missing.png", "b"),
+    ]
+    write_csv(folder / "train.csv", rows)
+    write_csv(folder / "val.csv", labelled_rows("img/v", ["a", "b"]))
+
+    dataset = load_dataset(folder)
+
+    train = dataset.split("train")
+    assert [s.path for s in train] == [
+        (folder / "img" / "relative.png").resolve(),
+        outside.resolve(),
+        (folder / "img" / "with space.png").resolve(),
+        (folder / "img" / "ñandú.jpg").resolve(),
+        (folder / "img" / "UPPER.JPG").resolve(),
+        (folder / "img" / "windows" / "style.png").resolve(),
+        (folder / "img" / "missing.png").resolve(),
+    ]
+    assert [s.origin for s in train] == [f"train.csv row {n}" for n in range(2, 9)]
+
+
+def test_csv_in_latin1_is_read(tmp_path: Path) -> None:
+    rows = [("filepath", "label"), ("ñandú.png", "pingüino"), ("b.png", "café")]
+    write_csv(tmp_path / "train.csv", rows, encoding="latin-1")
+    write_csv(tmp_path / "val.csv", rows, encoding="latin-1")
+
+    dataset = load_dataset(tmp_path)
+
+    assert dataset.classes == ("café", "pingüino")
+    assert dataset.samples[0].path.name == "ñandú.png"
+
+
+def test_csv_with_bom_and_semicolons_is_read(tmp_path: Path) -> None:
+    rows = [("filepath", "label"), ("a,1.png", "x"), ("b.png", "y")]
+    write_csv(tmp_path / "train.csv", rows, delimiter=";", encoding="utf-8-sig")
+    write_csv(tmp_path / "val.csv", rows, delimiter=";")
+
+    dataset = load_dataset(tmp_path)
+
+    assert (tmp_path / "train.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    assert dataset.classes == ("x", "y")
+    assert dataset.samples[0].path.name == "a,1.png"
+
+
+def test_misspelled_column_lists_columns_and_suggests(tmp_path: Path) -> None:
+    write_csv(tmp_path / "train.csv", labelled_rows("t", ["a", "b"]))
+
+    with pytest.raises(
+        DataError,
+        match=r"label column 'lable' not in train\.csv; columns are 'filepath', "
+        r"'label'; did you mean 'label'\?",
+    ):
+        load_dataset(tmp_path, label_column="lable")
+    with pytest.raises(DataError, match=r"path column 'Filepath'.*did you mean 'file"):
+        load_dataset(tmp_path, path_column="Filepath")
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [(("", "a"), "row 3: empty path"), (("x.png", "  "), "row 3: empty label")],
+)
+def test_empty_path_or_label_names_file_and_row(
+    tmp_path: Path, row: tuple[str, str], problem: str
+) -> None:
+    write_csv(tmp_path / "train.csv", [("filepath", "label"), ("a.png", "a"), row])
+
+    with pytest.raises(
+        DataError, match=rf"train\.csv: 1 row cannot be used:\n  {problem}"
+    ):
+        load_dataset(tmp_path)
+
+
+def test_row_with_unquoted_delimiter_is_named(tmp_path: Path) -> None:
+    rows = [("filepath", "label"), ("a.png", "a"), ("b,c.png", "b")]
+    write_csv(tmp_path / "train.csv", rows)
+
+    with pytest.raises(DataError, match=r"row 3: 3 fields but the header .* has 2"):
+        load_dataset(tmp_path)
+
+
+def test_blank_lines_keep_spreadsheet_row_numbers(tmp_path: Path) -> None:
+    (tmp_path / "train.csv").write_text("filepath,label\na.png,a\n\nb.png,b\nc.png,\n")
+
+    with pytest.raises(DataError, match=r"row 5: empty label"):
+        load_dataset(tmp_path)
+
+
+# Labels.
+
+
+def test_labels_are_trimmed_text_sorted_naturally_and_case_pairs_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    labels = ["1", "2", "10", "2 ", "Cat", "cat", "cat", "1", "10", "Cat"]
+    write_csv(tmp_path / "train.csv", labelled_rows("t", labels))
+    write_csv(tmp_path / "val.csv", labelled_rows("v", ["1", "2", "10", "Cat", "cat"]))
+
+    with caplog.at_level(logging.WARNING, logger="lazyvision.data"):
+        dataset = load_dataset(tmp_path)
+
+    assert dataset.classes == ("1", "2", "10", "Cat", "cat")
+    assert Counter(s.label for s in dataset.split("train"))["2"] == 2
+    assert dataset.warnings == (
+        "labels 'Cat' (3 images) and 'cat' (3 images) differ only in case; they "
+        "are kept as different classes",
+    )
+    assert "differ only in case" in caplog.text
+
+
+def test_sort_labels_puts_numbers_first_by_value() -> None:
+    assert sort_labels(["b", "10", "img10", "2", "img2", "1.5"]) == (
+        "1.5",
+        "2",
+        "10",
+        "b",
+        "img2",
+        "img10",
+    )
+
+
+def test_class_missing_from_val_is_a_warning(tmp_path: Path) -> None:
+    write_csv(tmp_path / "train.csv", labelled_rows("t", ["a", "b", "c"]))
+    write_csv(tmp_path / "val.csv", labelled_rows("v", ["a", "c"]))
+
+    dataset = load_dataset(tmp_path)
+
+    assert dataset.classes == ("a", "b", "c")
+    assert dataset.warnings == ("1 class in train but not in val: 'b'",)
+
+
+def test_class_in_test_that_train_lacks_is_an_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_csv(tmp_path / "train.csv", labelled_rows("t", ["a", "b", "c"]))
+    write_csv(tmp_path / "val.csv", labelled_rows("v", ["a", "c"]))
+    write_csv(tmp_path / "test.csv", labelled_rows("s", ["a", "d"]))
+
+    with (
+        caplog.at_level(logging.WARNING, logger="lazyvision.data"),
+        pytest.raises(
+            DataError,
+            match=r"test has 1 class that train lacks: 'd' "
+            r"\(train classes: 'a', 'b', 'c'\)",
+        ),
+    ):
+        load_dataset(tmp_path)
+    assert "1 class in train but not in val: 'b'" in caplog.text
+
+
+# One CSV with a split column.
+
+
+def test_single_csv_with_split_column(tmp_path: Path) -> None:
+    rows = [
+        ("filepath", "label", "split"),
+        ("a.png", "a", "train"),
+        ("b.png", "b", "TRAIN"),
+        ("c.png", "a", "Validation"),
+        ("d.png", "b", "valid"),
+        ("e.png", "a", " val "),
+        ("f.png", "b", "test"),
+    ]
+    path = write_csv(tmp_path / "all.csv", rows)
+
+    dataset = load_dataset(path)
+
+    assert dataset.layout == "split-column-csv"
+    assert [(s.split, s.path.name) for s in dataset.samples] == [
+        ("train", "a.png"),
+        ("train", "b.png"),
+        ("val", "c.png"),
+        ("val", "d.png"),
+        ("val", "e.png"),
+        ("test", "f.png"),
+    ]
+    assert dataset.split("val")[0].origin == "all.csv row 4"
+
+
+def test_unknown_split_value_names_the_row(tmp_path: Path) -> None:
+    rows = [("filepath", "label", "split"), ("a.png", "a", "train"), ("b", "a", "dev")]
+    path = write_csv(tmp_path / "all.csv", rows)
+
+    with pytest.raises(DataError, match=r"row 3: split 'dev' is not one of train"):
+        load_dataset(path)
+
+
+def test_misspelled_split_column_is_not_read_as_train_only(tmp_path: Path) -> None:
+    rows = [("filepath", "label", "Split"), ("a.png", "a", "train")]
+    path = write_csv(tmp_path / "all.csv", rows)
+
+    with pytest.raises(DataError, match=r"split column 'split'.*did you mean 'Split'"):
+        load_dataset(path)
+
+
+def test_csv_file_without_split_column_is_a_training_set(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "train.csv", labelled_rows("t", ["a", "b"] * 5))
+    write_csv(tmp_path / "val.csv", labelled_rows("v", ["a", "b"]))
+
+    dataset = load_dataset(path)
+
+    assert len(dataset.split("val")) == 2
+    assert dataset.warnings == (
+        "train.csv has no 'split' column, so all its rows are training images; "
+        "'val.csv' beside it was not read (pass the folder to use them)",
+    )
+
+
+# A training set only.
+
+
+def test_train_only_draws_a_stratified_val_with_a_note(tmp_path: Path) -> None:
+    labels = ["a"] * 30 + ["b"] * 10
+    write_csv(tmp_path / "train.csv", labelled_rows("t", labels))
+
+    dataset = load_dataset(tmp_path)
+    again = load_dataset(tmp_path)
+    other_seed = load_dataset(tmp_path, seed=1, val_fraction=0.25)
+
+    assert dataset.notes == (
+        "validation: 20% of train, stratified, seed 0 (no val split given)",
+    )
+    assert Counter(by_split(dataset)["val"]) == {"a": 6, "b": 2}
+    assert Counter(by_split(dataset)["train"]) == {"a": 24, "b": 8}
+    assert dataset.samples == again.samples
+    assert other_seed.notes[0].startswith("validation: 25% of train")
+    assert {s.path for s in other_seed.split("val")} != {
+        s.path for s in dataset.split("val")
+    }
+    moved = dataset.split("val")[0]
+    assert moved.origin.startswith("train.csv row ")
+
+
+def test_train_only_with_a_single_image_class_explains(tmp_path: Path) -> None:
+    write_csv(tmp_path / "train.csv", labelled_rows("t", ["a"] * 5 + ["b"]))
+
+    with pytest.raises(
+        DataError,
+        match=r"at least 2 training images per class; 1 class has only 1: 'b'",
+    ):
+        load_dataset(tmp_path)
+
+
+def test_val_fraction_must_be_a_fraction(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"val_fraction must be between 0 and 1.*1\.5"):
+        load_dataset(tmp_path, val_fraction=1.5)
+
+
+# Class folders.
+
+
+def make_class_folders(root: Path, splits: dict[str, dict[str, int]]) -> None:
+    seed = 0
+    for split, classes in splits.items():
+        for label, count in classes.items():
+            for i in range(count):
+                seed += 1
+                save_image(root / split / label / f"{i}.png", seed=seed)
+
+
+def test_class_folders_ignore_hidden_system_and_non_image_files(
+    tmp_path: Path,
+) -> None:
+    make_class_folders(tmp_path, {"train": {"cat": 2, "dog": 2}, "val": {"cat": 1}})
+    save_image(tmp_path / "val" / "dog" / "0.JPEG")
+    (tmp_path / "train" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (tmp_path / "train" / "cat" / "Thumbs.db").write_bytes(b"\xd0\xcf")
+    (tmp_path / "train" / "cat" / "notes.txt").write_text("good cats")
+    save_image(tmp_path / "train" / "dog" / ".ipynb_checkpoints" / "0-checkpoint.png")
+    save_image(tmp_path / "train" / ".ipynb_checkpoints" / "x" / "0.png")
+    (tmp_path / "train" / "desktop.ini").write_text("[.ShellClassInfo]")
+    (tmp_path / "README.md").write_text("my data")
+
+    dataset = load_dataset(tmp_path)
+
+    assert dataset.layout == "class-folders"
+    assert dataset.classes == ("cat", "dog")
+    assert [s.origin for s in dataset.samples] == [
+        "train/cat/0.png",
+        "train/cat/1.png",
+        "train/dog/0.png",
+        "train/dog/1.png",
+        "val/cat/0.png",
+        "val/dog/0.JPEG",
+    ]
+    assert dict(dataset.ignored) == {
+        "README.md": "not a split folder (train, val, test)",
+        "train/.DS_Store": "hidden file",
+        "train/.ipynb_checkpoints/": "hidden folder",
+        "train/cat/notes.txt": "not an image file (extension '.txt')",
+        "train/cat/Thumbs.db": "system file",
+        "train/desktop.ini": "system file",
+        "train/dog/.ipynb_checkpoints/": "hidden folder",
+    }
+
+
+def test_plain_class_folders_are_a_training_set(tmp_path: Path) -> None:
+    make_class_folders(tmp_path, {".": {"1": 5, "2": 5, "10": 5}})
+    (tmp_path / ".DS_Store").write_bytes(b"x")
+
+    dataset = load_dataset(tmp_path)
+
+    assert dataset.classes == ("1", "2", "10")
+    assert Counter(by_split(dataset)["val"]) == {"1": 1, "2": 1, "10": 1}
+    assert dataset.notes == (
+        "validation: 20% of train, stratified, seed 0 (no val split given)",
+    )
+    assert dataset.ignored == ((".DS_Store", "hidden file"),)
+    assert dataset.split("val")[0].origin.startswith(("1/", "2/", "10/"))
+
+
+def test_split_folder_aliases_and_nested_folders(tmp_path: Path) -> None:
+    make_class_folders(tmp_path, {"train": {"a": 1, "b": 1}, "Validation": {"a": 1}})
+    save_image(tmp_path / "train" / "a" / "more" / "deep.png")
+
+    dataset = load_dataset(tmp_path)
+
+    assert [s.origin for s in dataset.samples] == [
+        "train/a/0.png",
+        "train/a/more/deep.png",
+        "train/b/0.png",
+        "Validation/a/0.png",
+    ]
+    assert dataset.split("val")[0].split == "val"
+
+
+def test_folder_without_a_layout_says_what_is_accepted(tmp_path: Path) -> None:
+    write_csv(tmp_path / "labels.csv", labelled_rows("t", ["a"]))
+
+    with pytest.raises(
+        DataError, match=r"no images found .*expected train\.csv.*found 'labels\.csv'"
+    ):
+        load_dataset(tmp_path)
+
+
+def test_missing_source_is_named(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"'.*nowhere' is neither a folder nor a file"):
+        load_dataset(tmp_path / "nowhere")
+
+
+def test_unknown_split_name_is_refused(tmp_path: Path) -> None:
+    make_class_folders(tmp_path, {"train": {"a": 2}, "val": {"a": 1}})
+
+    with pytest.raises(DataError, match=r"split 'dev' is not one of train, val, test"):
+        load_dataset(tmp_path).split("dev")
