@@ -1,0 +1,420 @@
+"""Tests for lazyvision.check: decoding every image, problems, duplicates, text."""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lazyvision.check import (
+    DatasetReport,
+    Problem,
+    check_dataset,
+    inspect_images,
+    raise_for_problems,
+)
+from lazyvision.data import load_dataset
+from lazyvision.errors import DataError, ImageError
+from lazyvision.images import ImageInfo
+
+
+def save_image(path: Path, seed: int, size: int = 64, quality: int = 95) -> Path:
+    """Writes a smooth random picture, so copies hash alike and others do not."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    coarse = np.random.default_rng(seed).integers(0, 256, (5, 5, 3), np.uint8)
+    image = Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC)
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        image.save(path, format="JPEG", quality=quality)
+    else:
+        image.save(path)
+    return path
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    lines = ["filepath,label", *(f"{file},{label}" for file, label in rows)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def make_split_csvs(
+    root: Path, splits: dict[str, list[tuple[str, str]]], seed: int = 100
+) -> None:
+    """Writes each split's CSV, creating every listed image that does not exist."""
+    for split, rows in splits.items():
+        for index, (file, _) in enumerate(rows):
+            if not (root / file).exists():
+                save_image(
+                    root / file,
+                    seed=seed + zlib.crc32(f"{split}{index}".encode()) % 10_000,
+                )
+        write_csv(root / f"{split}.csv", rows)
+
+
+@pytest.fixture
+def bad_files_dataset(tmp_path: Path) -> Path:
+    good = save_image(tmp_path / "good.jpg", seed=1)
+    save_image(tmp_path / "other.jpg", seed=2)
+    data = good.read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: int(len(data) * 0.6)])
+    (tmp_path / "x.jpg").write_text("this is not a picture\n")
+    (tmp_path / "y.png").write_bytes(b"")
+    write_csv(
+        tmp_path / "train.csv",
+        [
+            ("good.jpg", "a"),
+            ("cut.jpg", "a"),
+            ("x.jpg", "b"),
+            ("y.png", "b"),
+            ("other.jpg", "b"),
+        ],
+    )
+    make_split_csvs(tmp_path, {"val": [("v/0.png", "a"), ("v/1.png", "b")]})
+    return tmp_path
+
+
+def test_bad_files_are_each_reported_with_row_and_reason(
+    bad_files_dataset: Path,
+) -> None:
+    report = check_dataset(load_dataset(bad_files_dataset))
+
+    root = bad_files_dataset.resolve()
+    assert report.problems == (
+        Problem(
+            "train", "train.csv row 3", str(root / "cut.jpg"), "truncated or corrupt"
+        ),
+        Problem("train", "train.csv row 4", str(root / "x.jpg"), "not an image"),
+        Problem(
+            "train", "train.csv row 5", str(root / "y.png"), "empty file (0 bytes)"
+        ),
+    )
+    assert set(report.infos) == {
+        root / name for name in ("good.jpg", "other.jpg", "v/0.png", "v/1.png")
+    }
+    assert report.num_given == {"train": 5, "val": 2}
+    assert report.counts == {"train": {"a": 1, "b": 1}, "val": {"a": 1, "b": 1}}
+    assert len(report.usable()) == 7 - 3
+
+    with pytest.raises(DataError) as raised:
+        raise_for_problems(report, skip_bad=False, allow_duplicates=False)
+    assert str(raised.value) == (
+        "3 images cannot be used:\n"
+        "  train  train.csv row 3  cut.jpg: truncated or corrupt\n"
+        "  train  train.csv row 4  x.jpg: not an image\n"
+        "  train  train.csv row 5  y.png: empty file (0 bytes)\n"
+        "Fix or remove these rows, or skip them (skip_bad=True, --skip-bad)."
+    )
+
+
+def test_skip_bad_leaves_the_files_out_with_a_warning(
+    bad_files_dataset: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    report = check_dataset(load_dataset(bad_files_dataset))
+
+    with caplog.at_level(logging.WARNING, logger="lazyvision.check"):
+        raise_for_problems(report, skip_bad=True, allow_duplicates=False)
+
+    assert "leaving out 3 images that cannot be used" in caplog.text
+    assert "train.csv row 4  x.jpg: not an image" in caplog.text
+
+
+def test_skip_bad_still_stops_when_a_class_loses_all_training_images(
+    tmp_path: Path,
+) -> None:
+    make_split_csvs(
+        tmp_path,
+        {"train": [("a.png", "a"), ("b.png", "b")], "val": [("c.png", "a")]},
+    )
+    (tmp_path / "b.png").write_bytes(b"")
+    report = check_dataset(load_dataset(tmp_path))
+
+    with pytest.raises(DataError, match=r"1 class has no usable training image: 'b'"):
+        raise_for_problems(report, skip_bad=True, allow_duplicates=False)
+    assert "no usable train image left for class 'b'" in report.warnings
+
+
+def test_every_kind_of_path_loads_or_is_reported_by_row(tmp_path: Path) -> None:
+    outside = save_image(tmp_path / "elsewhere" / "absolute.png", seed=1)
+    folder = tmp_path / "data"
+    save_image(folder / "img" / "relative.png", seed=2)
+    save_image(folder / "img" / "with space.png", seed=3)
+    save_image(folder / "img" / "ñandú.jpg", seed=4)
+    save_image(folder / "img" / "UPPER.JPG", seed=5)
+    rows = [
+        ("img/relative.png", "a"),
+        (str(outside), "a"),
+        ("img/with space.png", "b"),
+        ("img/ñandú.jpg", "b"),
+        ("img/UPPER.JPG", "a"),
+        ("img/missing.png", "b"),
+    ]
+    write_csv(folder / "train.csv", rows)
+    make_split_csvs(folder, {"val": [("v/0.png", "a"), ("v/1.png", "b")]})
+
+    report = check_dataset(load_dataset(folder))
+
+    assert [(p.origin, p.reason) for p in report.problems] == [
+        ("train.csv row 7", "file not found")
+    ]
+    assert len(report.infos) == 5 + 2
+    assert report.formats == {"PNG": 5, "JPEG": 2}
+    assert report.counts["train"] == {"a": 3, "b": 2}
+    rendered = report.render()
+    assert "train  train.csv row 7  img/missing.png: file not found" in rendered
+    assert "train: 6 images given, 1 cannot be used, 5 used" in rendered
+
+
+def test_byte_copy_across_splits_is_an_error_naming_both(tmp_path: Path) -> None:
+    make_split_csvs(
+        tmp_path,
+        {
+            "train": [("tr/0.png", "a"), ("tr/1.png", "b"), ("tr/2.png", "a")],
+            "val": [("va/0.png", "a"), ("va/1.png", "b")],
+            "test": [("te/0.png", "a"), ("te/1.png", "b")],
+        },
+    )
+    (tmp_path / "te" / "1.png").write_bytes((tmp_path / "tr" / "1.png").read_bytes())
+    # A byte copy within one split leaks nothing and is not reported.
+    (tmp_path / "tr" / "2.png").write_bytes((tmp_path / "tr" / "0.png").read_bytes())
+
+    report = check_dataset(load_dataset(tmp_path))
+
+    assert [(a.origin, b.origin) for a, b in report.duplicates] == [
+        ("train.csv row 3", "test.csv row 3")
+    ]
+    assert report.near_duplicates == ()
+    with pytest.raises(DataError) as raised:
+        raise_for_problems(report, skip_bad=False, allow_duplicates=False)
+    assert str(raised.value) == (
+        "1 byte-identical file in two splits, which would score a model on images "
+        "it was trained on:\n"
+        "  train train.csv row 3 (tr/1.png)  =  test test.csv row 3 (te/1.png)\n"
+        "Remove one copy of each, or go on anyway (allow_duplicates=True, "
+        "--allow-duplicates)."
+    )
+
+
+def test_allowed_duplicates_are_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_split_csvs(
+        tmp_path,
+        {"train": [("tr/0.png", "a"), ("tr/1.png", "b")], "val": [("tr/1.png", "b")]},
+    )
+    report = check_dataset(load_dataset(tmp_path))
+
+    with caplog.at_level(logging.WARNING, logger="lazyvision.check"):
+        raise_for_problems(report, skip_bad=False, allow_duplicates=True)
+
+    assert len(report.duplicates) == 1
+    assert "going on with 1 byte-identical file in two splits" in caplog.text
+
+
+def test_reencoded_resized_copy_is_a_near_duplicate_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_split_csvs(
+        tmp_path,
+        {
+            "train": [("tr/0.png", "a"), ("tr/1.png", "b")],
+            "val": [("va/0.png", "a"), ("va/1.png", "b")],
+        },
+    )
+    with Image.open(tmp_path / "tr" / "1.png") as original:
+        smaller = original.resize((48, 48), Image.Resampling.LANCZOS)
+    smaller.save(tmp_path / "te.jpg", format="JPEG", quality=70)
+    write_csv(tmp_path / "test.csv", [("te.jpg", "b")])
+
+    report = check_dataset(load_dataset(tmp_path))
+
+    assert report.duplicates == ()
+    [(first, second, distance)] = report.near_duplicates
+    assert (first.origin, second.origin) == ("train.csv row 3", "test.csv row 2")
+    assert 0 <= distance <= 4
+    with caplog.at_level(logging.WARNING, logger="lazyvision.check"):
+        raise_for_problems(report, skip_bad=False, allow_duplicates=False)
+    assert "1 near-duplicate pair in different splits" in caplog.text
+    assert "train train.csv row 3 (tr/1.png)  =  test test.csv row 2" in caplog.text
+
+    strict = check_dataset(load_dataset(tmp_path), near_duplicate_distance=0)
+    assert len(strict.near_duplicates) == (1 if distance == 0 else 0)
+
+
+def test_near_duplicate_distance_is_checked(tmp_path: Path) -> None:
+    make_split_csvs(tmp_path, {"train": [("a.png", "a")], "val": [("b.png", "a")]})
+
+    with pytest.raises(DataError, match=r"near_duplicate_distance .* got 65"):
+        check_dataset(load_dataset(tmp_path), near_duplicate_distance=65)
+
+
+def class_folder_report(root: Path) -> DatasetReport:
+    for split, count in (("train", 3), ("val", 1)):
+        for label in ("cat", "dog"):
+            for i in range(count):
+                seed = zlib.crc32(f"{split}{label}{i}".encode())
+                save_image(root / split / label / f"{i}.png", seed=seed)
+    (root / "train" / ".DS_Store").write_bytes(b"Bud1")
+    (root / "train" / "cat" / "notes.txt").write_text("cats")
+    Image.new("L", (40, 30), 128).save(root / "val" / "dog" / "gray.png")
+    return check_dataset(load_dataset(root))
+
+
+def test_render_reads_as_a_report(tmp_path: Path) -> None:
+    text = class_folder_report(tmp_path).render()
+
+    assert text == "\n".join(
+        [
+            f"Dataset: {tmp_path} (class folders)",
+            "Classes: 2",
+            "",
+            "Images per class:",
+            "  class  train  val",
+            "  cat        3    1",
+            "  dog        3    2",
+            "  total      6    3",
+            "",
+            "Image sizes: width 40-64 (median 64), height 30-64 (median 64)",
+            "Modes: RGB 8, L 1",
+            "Formats: PNG 9",
+            "",
+            "Ignored in the dataset folder (2):",
+            "  train/.DS_Store: hidden file",
+            "  train/cat/notes.txt: not an image file (extension '.txt')",
+            "",
+            "Every image can be read; no file is shared between splits.",
+        ]
+    )
+
+
+def test_render_lists_problems_notes_and_warnings(tmp_path: Path) -> None:
+    rows = [(f"{i}.png", label) for i, label in enumerate("aaAAbbbbbb")]
+    make_split_csvs(tmp_path, {"train": rows})
+    (tmp_path / "5.png").write_text("not a picture")
+
+    report = check_dataset(load_dataset(tmp_path, val_fraction=0.25))
+
+    assert report.render() == "\n".join(
+        [
+            f"Dataset: {tmp_path} (split CSVs)",
+            "Classes: 3",
+            "",
+            "Images per class:",
+            "  class  train  val",
+            "  A          1    1",
+            "  a          2    0",
+            "  b          3    2",
+            "  total      6    3",
+            "train: 7 images given, 1 cannot be used, 6 used",
+            "",
+            "Image sizes: width 64-64 (median 64), height 64-64 (median 64)",
+            "Modes: RGB 9",
+            "Formats: PNG 9",
+            "",
+            "Files that cannot be used (1):",
+            "  train  train.csv row 7  5.png: not an image",
+            "",
+            "Notes:",
+            "  validation: 25% of train, stratified, seed 0 (no val split given)",
+            "",
+            "Warnings:",
+            "  labels 'A' (2 images) and 'a' (2 images) differ only in case; they "
+            "are kept as different classes",
+            "  1 class in train but not in val: 'a'",
+        ]
+    )
+
+
+def test_problem_in_a_class_folder_is_named_once(tmp_path: Path) -> None:
+    for split in ("train", "val"):
+        for i, label in enumerate("ab"):
+            save_image(tmp_path / split / label / "0.png", seed=i + 10 * len(split))
+    (tmp_path / "train" / "a" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+
+    report = check_dataset(load_dataset(tmp_path))
+
+    assert "Files that cannot be used (1):\n  train  train/a/1.png: not an image" in (
+        report.render()
+    )
+
+
+def test_to_dict_is_json(tmp_path: Path) -> None:
+    report = class_folder_report(tmp_path)
+
+    data = json.loads(json.dumps(report.to_dict()))
+
+    assert data["layout"] == "class-folders"
+    assert data["classes"] == ["cat", "dog"]
+    assert data["splits"]["val"] == {
+        "given": 3,
+        "usable": 3,
+        "per_class": {"cat": 1, "dog": 2},
+    }
+    assert data["sizes"]["width"] == {"min": 40, "median": 64, "max": 64}
+    assert data["modes"] == {"RGB": 8, "L": 1}
+    assert data["problems"] == []
+    assert data["ignored"][0] == {"path": "train/.DS_Store", "reason": "hidden file"}
+
+
+def test_inspect_images_decodes_each_path_once_in_order(tmp_path: Path) -> None:
+    make_split_csvs(
+        tmp_path,
+        {
+            "train": [("a.png", "a"), ("b.png", "b"), ("a.png", "a")],
+            "val": [("c.png", "a"), ("gone.png", "b")],
+        },
+    )
+    (tmp_path / "gone.png").unlink()
+    dataset = load_dataset(tmp_path)
+    seen: list[tuple[int, tuple[int, ...]]] = []
+
+    results = inspect_images(
+        dataset, on_decoded=lambda i, rgb: seen.append((i, rgb.shape))
+    )
+
+    root = tmp_path.resolve()
+    assert list(results) == [root / n for n in ("a.png", "b.png", "c.png", "gone.png")]
+    assert all(isinstance(results[root / n], ImageInfo) for n in ("a.png", "b.png"))
+    missing = results[root / "gone.png"]
+    assert isinstance(missing, ImageError)
+    assert missing.reason == "file not found"
+    assert seen == [(0, (64, 64, 3)), (1, (64, 64, 3)), (2, (64, 64, 3))]
+
+    report = check_dataset(dataset, infos=results)
+    assert [p.origin for p in report.problems] == ["val.csv row 3"]
+    assert report.num_given == {"train": 3, "val": 2}
+    assert report.counts == {"train": {"a": 2, "b": 1}, "val": {"a": 1, "b": 0}}
+
+
+def test_process_pool_gives_the_same_results(tmp_path: Path) -> None:
+    rows = [(f"tr/{i}.png", "ab"[i % 2]) for i in range(6)]
+    make_split_csvs(tmp_path, {"train": rows, "val": [("va/0.png", "a")]})
+    (tmp_path / "tr" / "3.png").write_text("not a png")
+    dataset = load_dataset(tmp_path)
+    shapes: dict[int, tuple[int, ...]] = {}
+
+    def keep(index: int, rgb: np.ndarray) -> None:
+        shapes[index] = rgb.shape
+
+    in_process = inspect_images(dataset)
+    pooled = inspect_images(dataset, workers=2, on_decoded=keep)
+
+    assert list(pooled) == list(in_process)
+    for path, outcome in in_process.items():
+        other = pooled[path]
+        if isinstance(outcome, ImageError):
+            assert isinstance(other, ImageError)
+            assert other.reason == outcome.reason
+        else:
+            assert other == outcome
+    assert sorted(shapes) == [0, 1, 2, 4, 5, 6]
+
+
+def test_negative_workers_is_refused(tmp_path: Path) -> None:
+    make_split_csvs(tmp_path, {"train": [("a.png", "a")], "val": [("b.png", "a")]})
+
+    with pytest.raises(DataError, match=r"workers must be 0 or more, got -1"):
+        inspect_images(load_dataset(tmp_path), workers=-1)
