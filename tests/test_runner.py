@@ -1,0 +1,296 @@
+"""End-to-end ranking on real images: the run folder, resume, failures, budgets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from lazyvision.runner import Settings, rank
+
+FAST = Settings(num_resamples=200, num_workers=0, batch_size=16)
+TINY = ["pixels", "test_resnet@random"]
+
+
+def _solid_folders(root: Path, *, num_train: int = 5, num_val: int = 3) -> Path:
+    colours = {"red": (220, 20, 30), "blue": (20, 40, 210)}
+    for offset, (split, count) in enumerate((("train", num_train), ("val", num_val))):
+        for name, colour in colours.items():
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                # Distinct shades, so no file is a byte copy of another.
+                shade = tuple(max(0, c - 7 * i - 3 * offset) for c in colour)
+                Image.new("RGB", (32, 32), shade).save(folder / f"{name}_{i}.png")
+    return root
+
+
+def test_solid_colours_are_perfect_and_every_row_is_predicted(tmp_path: Path) -> None:
+    data = _solid_folders(tmp_path / "data", num_val=5)  # 10 val images, batch 16/3
+    board = rank(
+        data,
+        models=["pixels"],
+        output=tmp_path / "run",
+        settings=Settings(num_resamples=100, num_workers=0, batch_size=3),
+    )
+    row = board.iloc[0]
+    assert row["status"] == "ok"
+    for metric in ("val_accuracy", "val_f1", "val_roc_auc", "val_balanced_accuracy"):
+        assert row[metric] == 1.0, metric
+    predictions = pd.read_csv(
+        tmp_path / "run" / "models" / "pixels" / "predictions.csv"
+    )
+    assert len(predictions) == 20
+    assert (predictions["split"] == "val").sum() == 10
+
+
+def _split_csvs(digits_splits: Path, target: Path, *, shuffle: int | None) -> Path:
+    target.mkdir(parents=True)
+    for csv in digits_splits.glob("*.csv"):
+        frame = pd.read_csv(csv, dtype=str)
+        frame["filepath"] = [str((digits_splits / p).resolve()) for p in frame.filepath]
+        if shuffle is not None:
+            frame = frame.sample(frac=1.0, random_state=shuffle)
+        frame.to_csv(target / csv.name, index=False)
+    return target
+
+
+def test_shuffled_csv_rows_change_no_metric(
+    tmp_path: Path, digits_splits: Path
+) -> None:
+    metrics = ["val_accuracy", "val_balanced_accuracy", "val_f1", "val_log_loss"]
+    metrics += ["test_accuracy", "val_accuracy_low", "val_accuracy_high"]
+    boards = []
+    for seed in (None, 1):
+        data = _split_csvs(digits_splits, tmp_path / f"data{seed}", shuffle=seed)
+        board = rank(
+            data,
+            models=["pixels"],
+            output=tmp_path / f"run{seed}",
+            cache_dir=tmp_path / f"cache{seed}",
+            settings=FAST,
+        )
+        boards.append(board.set_index("model")[metrics])
+    pd.testing.assert_frame_equal(boards[0], boards[1])
+
+
+def test_run_folder_holds_leaderboard_and_predictions(
+    tmp_path: Path, digits_splits: Path
+) -> None:
+    board = rank(digits_splits, models=TINY, output=tmp_path / "run", settings=FAST)
+    run = tmp_path / "run"
+    assert set(board["model"]) == set(TINY)
+    assert (board["status"] == "ok").all()
+    saved = pd.read_csv(run / "leaderboard.csv")
+    assert list(saved["model"]) == list(board["model"])
+    assert (
+        json.loads((run / "leaderboard.json").read_text())[0]["model"]
+        == board.iloc[0]["model"]
+    )
+    info = json.loads((run / "run.json").read_text())
+    assert info["classes"] == [str(d) for d in range(10)]
+    for spec in TINY:
+        folder = run / "models" / spec.replace("@", "_")
+        predictions = pd.read_csv(folder / "predictions.csv", dtype={"label": str})
+        assert len(predictions) == 120
+        assert predictions.filter(like="p:").sum(axis=1).round(6).eq(1).all()
+    # The leaderboard is sorted by validation balanced accuracy, best first.
+    scores = board["val_balanced_accuracy"].tolist()
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_warm_rerun_computes_nothing(tmp_path: Path, digits_splits: Path) -> None:
+    first = rank(digits_splits, models=TINY, output=tmp_path / "a", settings=FAST)
+    second = rank(digits_splits, models=TINY, output=tmp_path / "b", settings=FAST)
+    assert first.set_index("model")["num_computed"].min() > 0
+    assert second["num_computed"].sum() == 0
+    columns = ["model", "val_balanced_accuracy", "val_log_loss", "test_f1"]
+    pd.testing.assert_frame_equal(first[columns], second[columns])
+
+
+def test_unknown_backbone_becomes_a_row(tmp_path: Path, digits_splits: Path) -> None:
+    board = rank(
+        digits_splits,
+        models=["pixels", "resnet5O"],
+        output=tmp_path / "run",
+        settings=FAST,
+    )
+    failed = board.set_index("model").loc["resnet5O"]
+    assert failed["status"] == "failed"
+    assert "resnet50" in failed["reason"]
+    assert board.iloc[-1]["model"] == "resnet5O"
+
+
+def test_broken_checkpoint_becomes_a_row(tmp_path: Path, digits_splits: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    bad = tmp_path / "bad.safetensors"
+    save_file({"conv1.weight": torch.zeros(3, 3)}, bad)
+    settings = Settings(num_resamples=0, num_workers=0, weights={"test_resnet": bad})
+    board = rank(
+        digits_splits,
+        models=["test_resnet", "pixels"],
+        output=tmp_path / "run",
+        settings=settings,
+    )
+    rows = board.set_index("model")
+    assert rows.loc["test_resnet", "status"] == "failed"
+    assert rows.loc["pixels", "status"] == "ok"
+
+
+def test_tiny_budget_times_out(tmp_path: Path, digits_splits: Path) -> None:
+    settings = Settings(num_resamples=0, num_workers=0, max_seconds_per_model=1e-4)
+    board = rank(
+        digits_splits,
+        models=["test_efficientnet@random"],
+        output=tmp_path / "run",
+        settings=settings,
+    )
+    row = board.iloc[0]
+    assert row["status"] == "timed out"
+    assert "stopped after" in row["reason"]
+
+
+def test_truncated_cache_chunk_is_recomputed(
+    tmp_path: Path, digits_splits: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    first = rank(
+        digits_splits,
+        models=["pixels"],
+        output=tmp_path / "a",
+        cache_dir=cache,
+        settings=FAST,
+    )
+    chunks = list((cache / "features").glob("*/chunk-*.npz"))
+    assert chunks
+    data = chunks[0].read_bytes()
+    chunks[0].write_bytes(data[: len(data) // 2])
+    for result in (cache / "results").glob("*.json"):
+        result.unlink()
+    with caplog.at_level("WARNING"):
+        second = rank(
+            digits_splits,
+            models=["pixels"],
+            output=tmp_path / "b",
+            cache_dir=cache,
+            settings=FAST,
+        )
+    assert "truncated or corrupt" in caplog.text
+    assert second.iloc[0]["num_computed"] > 0
+    assert second.iloc[0]["val_log_loss"] == pytest.approx(
+        first.iloc[0]["val_log_loss"]
+    )
+
+
+_KILL_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    from lazyvision import features
+    from lazyvision.runner import Settings, rank
+
+    features.CHUNK_SIZE = 16
+    written = []
+    original = features.FeatureStore.write_chunk
+
+    def write_then_maybe_die(self, digests, embeddings):
+        original(self, digests, embeddings)
+        written.append(len(digests))
+        if os.environ.get("DIE_AFTER") and len(written) == int(os.environ["DIE_AFTER"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    features.FeatureStore.write_chunk = write_then_maybe_die
+    settings = Settings(num_resamples=200, num_workers=0, batch_size=8)
+    board = rank(sys.argv[1], models=["pixels", "test_resnet@random"],
+                 output=sys.argv[2], cache_dir=sys.argv[3], settings=settings)
+    print("COMPUTED", dict(zip(board["model"], board["num_computed"])))
+    board.to_csv(sys.argv[2] + ".board.csv", index=False)
+    """
+)
+
+
+def test_sigkill_mid_backbone_resumes_to_the_same_leaderboard(
+    tmp_path: Path, digits_splits: Path
+) -> None:
+    script = tmp_path / "run_and_die.py"
+    script.write_text(_KILL_SCRIPT)
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    env = {**os.environ, "DIE_AFTER": "11"}  # pixels: 8 chunks, then 3 of resnet
+    killed = subprocess.run(
+        [sys.executable, str(script), str(digits_splits), str(run), str(cache)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert (run / "models" / "pixels" / "row.json").exists()
+    assert not (run / "models" / "test_resnet_random" / "row.json").exists()
+
+    env.pop("DIE_AFTER")
+    resumed = subprocess.run(
+        [sys.executable, str(script), str(digits_splits), str(run), str(cache)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    computed = eval(resumed.stdout.split("COMPUTED", 1)[1])
+    assert computed["pixels"] == 0  # finished before the kill: read back
+    assert computed["test_resnet@random"] == 120 - 3 * 16  # only the unfinished chunks
+
+    clean_run = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            str(digits_splits),
+            str(tmp_path / "clean"),
+            str(tmp_path / "c2"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "COMPUTED" in clean_run.stdout
+    columns = [
+        "model",
+        "val_balanced_accuracy",
+        "val_log_loss",
+        "val_accuracy_low",
+        "test_f1",
+    ]
+    after_resume = pd.read_csv(str(run) + ".board.csv")[columns]
+    uninterrupted = pd.read_csv(str(tmp_path / "clean") + ".board.csv")[columns]
+    pd.testing.assert_frame_equal(after_resume, uninterrupted)
+
+
+def test_bad_files_stop_the_run_unless_skipped(
+    tmp_path: Path, digits_splits: Path
+) -> None:
+    from lazyvision.errors import DataError
+
+    data = _split_csvs(digits_splits, tmp_path / "data", shuffle=None)
+    train = pd.read_csv(data / "train.csv", dtype=str)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png at all")
+    train.loc[len(train)] = [str(broken), "3"]
+    train.to_csv(data / "train.csv", index=False)
+    with pytest.raises(DataError, match=r"train\.csv row 62"):
+        rank(data, models=["pixels"], output=tmp_path / "run", settings=FAST)
+    board = rank(
+        data, models=["pixels"], output=tmp_path / "run", settings=FAST, skip_bad=True
+    )
+    assert board.iloc[0]["num_train"] == 60
+    skipped = pd.read_csv(tmp_path / "run" / "skipped_files.csv")
+    assert skipped["origin"].tolist() == ["train.csv row 62"]
+    assert np.isfinite(board.iloc[0]["val_accuracy"])
