@@ -1,0 +1,436 @@
+"""Tests for the HTML report, on run folders written here the way the runner does."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Sequence
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.datasets import load_digits
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    f1_score,
+    log_loss,
+    roc_auc_score,
+)
+
+from lazyvision.errors import DataError
+from lazyvision.report import write_report
+
+SCRIPT_LABEL = "<script>alert(1)</script>"
+ESCAPED_LABEL = "&lt;script&gt;alert(1)&lt;/script&gt;"
+FAILED_MODEL = "convnext_<b>tiny</b>"
+FAILED_REASON = "WeightsError: no weights for 'convnext_<b>tiny</b>' offline"
+IMAGES_PER_CLASS = 12
+
+
+class _Tags(HTMLParser):
+    """Collects every tag and the addresses its attributes point at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.addresses: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.addresses += [v or "" for k, v in attrs if k in ("src", "href")]
+
+
+def _parse(text: str) -> _Tags:
+    parser = _Tags()
+    parser.feed(text)
+    return parser
+
+
+def _write_images(folder: Path, digits: Sequence[int]) -> list[tuple[str, Path, int]]:
+    """Real PNG files of handwritten digits: (split, path, class index) each."""
+    images, targets = load_digits(return_X_y=True)
+    samples = []
+    for index, digit in enumerate(digits):
+        rows = np.flatnonzero(targets == digit)[: 2 * IMAGES_PER_CLASS]
+        for number, row in enumerate(rows):
+            split = "val" if number < IMAGES_PER_CLASS else "test"
+            pixels = (images[row].reshape(8, 8) * 255 / 16).astype(np.uint8)
+            path = folder / f"{split}_{digit}_{number}.png"
+            Image.fromarray(pixels).resize((32, 32), Image.NEAREST).save(path)
+            samples.append((split, path, index))
+    return samples
+
+
+def _metrics(truth: np.ndarray, proba: np.ndarray, num_classes: int) -> dict[str, Any]:
+    guess = proba.argmax(axis=1)
+    binary = num_classes == 2
+    confidence = proba.max(axis=1)
+    values: dict[str, float | None] = {
+        "accuracy": accuracy_score(truth, guess),
+        "balanced_accuracy": balanced_accuracy_score(truth, guess),
+        "f1": f1_score(truth, guess, average="binary" if binary else "macro"),
+        "roc_auc": roc_auc_score(truth, proba[:, 1])
+        if binary
+        else roc_auc_score(truth, proba, multi_class="ovr"),
+        "pr_auc": average_precision_score(truth, proba[:, 1]) if binary else None,
+        "log_loss": log_loss(truth, proba, labels=list(range(num_classes))),
+        "ece": abs(float(confidence.mean()) - float((guess == truth).mean())),
+    }
+    result: dict[str, Any] = {}
+    for name, value in values.items():
+        result[name] = value
+        result[f"{name}_low"] = None if value is None else max(value - 0.04, 0.0)
+        bound = float("inf") if name == "log_loss" else 1.0
+        result[f"{name}_high"] = None if value is None else min(value + 0.04, bound)
+    return result
+
+
+def _write_run(
+    folder: Path,
+    *,
+    classes: Sequence[str],
+    digits: Sequence[int],
+    positive: str | None,
+    models: Sequence[dict[str, Any]],
+) -> Path:
+    """A run folder as the runner writes it; returns the folder."""
+    run_dir = folder / "run"
+    (run_dir / "models").mkdir(parents=True)
+    image_dir = folder / "images"
+    image_dir.mkdir()
+    samples = _write_images(image_dir, digits)
+    truth = np.array([index for _, _, index in samples])
+    rng = np.random.default_rng(0)
+
+    rows = []
+    for spec in models:
+        row: dict[str, Any] = {
+            "model": spec["model"],
+            "status": spec.get("status", "ok"),
+            "reason": spec.get("reason"),
+            "weights_source": "timm hub",
+            "architecture": spec["model"],
+            "input_size": "224x224",
+            "preprocessing": "224px bicubic crop 0.875 mean(0.485,0.456,0.406)",
+            "precision": "bfloat16",
+            "embedding_size": 512,
+            "num_params": 11_689_512,
+            "images_per_second": spec.get("speed"),
+            "latency_ms": None if spec.get("speed") is None else 1000 / spec["speed"],
+            "chosen_C": 0.1,
+            "extract_seconds": 12.5,
+            "head_fit_seconds": 0.42,
+            "num_train": 200,
+            "num_val": int(sum(s == "val" for s, _, _ in samples)),
+            "num_test": 0,
+            "single_class": False,
+            "tied_with_best": spec.get("tied", False),
+            "pareto": spec.get("pareto", False),
+        }
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", spec["model"])
+        model_dir = run_dir / "models" / safe
+        model_dir.mkdir()
+        if row["status"] == "ok":
+            logits = spec["quality"] * np.eye(len(classes))[truth]
+            logits = logits + rng.normal(size=logits.shape)
+            for wrong in spec.get("confidently_wrong", ()):
+                logits[wrong] = 0.0
+                logits[wrong, (truth[wrong] + 1) % len(classes)] = 8.0
+            proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+            splits = ("val", "test") if spec.get("has_test", True) else ("val",)
+            keep = np.array([s in splits for s, _, _ in samples])
+            for split in splits:
+                rows_in_split = np.array([s == split for s, _, _ in samples])
+                scores = _metrics(
+                    truth[rows_in_split], proba[rows_in_split], len(classes)
+                )
+                row.update({f"{split}_{k}": v for k, v in scores.items()})
+            row["num_test"] = int(sum(s == "test" for s, _, _ in samples)) * (
+                "test" in splits
+            )
+            _write_predictions(
+                model_dir / "predictions.csv",
+                [s for s, k in zip(samples, keep, strict=True) if k],
+                proba[keep],
+                classes,
+            )
+        # Like the runner: a failure is kept in failed.json, never in row.json.
+        row_name = "row.json" if row["status"] == "ok" else "failed.json"
+        (model_dir / row_name).write_text(json.dumps(row))
+        rows.append(row)
+
+    rows.sort(
+        key=lambda r: (r["status"] != "ok", -(r.get("val_balanced_accuracy") or 0))
+    )
+    (run_dir / "leaderboard.json").write_text(json.dumps(rows))
+
+    def sample(split: str, path: Path, index: int) -> dict[str, str]:
+        origin = f"{split}/{classes[index]}/{path.name}"
+        return {
+            "split": split,
+            "origin": origin,
+            "path": str(path),
+            "label": classes[index],
+        }
+
+    per_class = dict.fromkeys(classes, IMAGES_PER_CLASS)
+    dataset = {
+        "source": str(image_dir),
+        "layout": "split-csvs",
+        "classes": list(classes),
+        "splits": {
+            "train": {
+                "given": 201,
+                "usable": 200,
+                "per_class": dict.fromkeys(classes, 100),
+            },
+            "val": {"given": 24, "usable": 24, "per_class": per_class},
+            "test": {"given": 24, "usable": 24, "per_class": per_class},
+        },
+        "sizes": {"width": {"min": 32, "median": 32, "max": 32}},
+        "modes": {"L": 248},
+        "formats": {"PNG": 248},
+        "problems": [
+            {
+                "split": "train",
+                "origin": "train.csv row 7",
+                "path": str(image_dir / "broken.png"),
+                "reason": "truncated",
+            }
+        ],
+        "duplicates": [{"first": sample(*samples[0]), "second": sample(*samples[1])}],
+        "near_duplicates": [],
+        "near_duplicate_distance": 4,
+        "ignored": [],
+        "notes": ["val was drawn from train: 20% stratified, seed 0"],
+        "warnings": [],
+    }
+    (run_dir / "dataset.json").write_text(json.dumps(dataset))
+    run = {
+        "source": str(image_dir),
+        "layout": "split-csvs",
+        "classes": list(classes),
+        "positive_label": positive,
+        "sort_metric": "val_balanced_accuracy",
+        "settings": {"batch_size": 64, "seed": 0, "C_grid": [0.01, 0.1, 1.0, 10.0]},
+        "environment": {"python": "3.11.9", "torch": "2.14.1", "device": "cpu"},
+        "notes": ["embeddings cached in ~/.cache/lazyvision"],
+        "started": "2025-05-01T10:00:00",
+        "finished": "2025-05-01T10:03:30",
+    }
+    (run_dir / "run.json").write_text(json.dumps(run))
+    return run_dir
+
+
+def _write_predictions(
+    path: Path,
+    samples: Sequence[tuple[str, Path, int]],
+    proba: np.ndarray,
+    classes: Sequence[str],
+) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        head = ["split", "origin", "filepath", "label", "predicted"]
+        writer.writerow(head + [f"p:{name}" for name in classes])
+        for (split, image, index), row in zip(samples, proba, strict=True):
+            writer.writerow(
+                [
+                    split,
+                    f"{split}/{image.name}",
+                    str(image),
+                    classes[index],
+                    classes[int(row.argmax())],
+                    *[f"{p:.6f}" for p in row],
+                ]
+            )
+
+
+BINARY_MODELS: list[dict[str, Any]] = [
+    {
+        "model": "resnet18",
+        "quality": 5.0,
+        "speed": 420.0,
+        "pareto": True,
+        "confidently_wrong": (0, 18),
+    },
+    {
+        "model": "vit_tiny_patch16_224",
+        "quality": 1.5,
+        "speed": 150.0,
+        "tied": True,
+        "has_test": False,
+    },
+    {"model": "pixels", "quality": 0.7, "speed": 9000.0, "pareto": True},
+    {"model": FAILED_MODEL, "status": "failed", "reason": FAILED_REASON},
+]
+
+
+@pytest.fixture
+def binary_run(tmp_path: Path) -> Path:
+    run_dir = _write_run(
+        tmp_path,
+        classes=[SCRIPT_LABEL, "seven"],
+        digits=[0, 7],
+        positive=SCRIPT_LABEL,
+        models=BINARY_MODELS,
+    )
+    # The best backbone's most confident val mistake loses its file.
+    (tmp_path / "images" / "val_0_0.png").unlink()
+    return run_dir
+
+
+@pytest.fixture
+def multiclass_run(tmp_path: Path) -> Path:
+    models = [
+        {"model": "resnet18", "quality": 2.5, "speed": 420.0, "pareto": True},
+        {"model": "pixels", "quality": 0.8, "speed": 9000.0, "pareto": True},
+    ]
+    return _write_run(
+        tmp_path,
+        classes=["007", "2", "NA"],
+        digits=[0, 1, 2],
+        positive=None,
+        models=models,
+    )
+
+
+def test_binary_report_is_self_contained(binary_run: Path) -> None:
+    path = write_report(binary_run)
+    text = path.read_text(encoding="utf-8")
+    parsed = _parse(text)
+
+    assert path == binary_run / "report.html"
+    assert "<script" not in text.lower()
+    assert "script" not in parsed.tags
+    assert not {"link", "iframe", "object", "embed"} & set(parsed.tags)
+    assert "http://" not in text and "https://" not in text
+    assert "url(" not in text and "@import" not in text
+    assert all(a.startswith(("data:image/", "#")) for a in parsed.addresses)
+
+
+def test_labels_names_and_reasons_are_escaped(binary_run: Path) -> None:
+    text = write_report(binary_run).read_text(encoding="utf-8")
+
+    assert ESCAPED_LABEL in text
+    assert "<b>tiny</b>" not in text
+    assert "convnext_&lt;b&gt;tiny&lt;/b&gt;" in text
+    assert "no weights for &#x27;convnext_&lt;b&gt;tiny&lt;/b&gt;&#x27; offline" in text
+
+
+def test_binary_report_has_the_plots(binary_run: Path) -> None:
+    text = write_report(binary_run).read_text(encoding="utf-8")
+
+    for element_id in ("scatter", "roc", "pr"):
+        assert re.search(rf'<svg id="{element_id}" viewBox="[\d. ]+"', text)
+    assert text.count("<polyline") == 6  # ROC and PR of the top three backbones
+    assert 'class="confusion"' in text
+    assert "images per second (log scale)" in text
+
+
+def test_mistakes_show_thumbnails_or_the_missing_file_name(binary_run: Path) -> None:
+    text = write_report(binary_run).read_text(encoding="utf-8")
+    section = text.split('<section id="mistakes">')[1].split("</section>")[0]
+    thumbnails = re.findall(r'<img src="(data:image/(?:jpeg|png);base64,[^"]+)"', text)
+
+    assert 1 <= len(thumbnails) <= 12
+    assert all(len(uri) < 20_000 for uri in thumbnails)
+    assert "no image<br>val_0_0.png" in section
+    assert section.index("val_0_0.png") < section.index("test_0_18.png")
+    assert f"true: {ESCAPED_LABEL}" in section
+
+
+def test_rows_without_test_metrics_and_leaderboard_marks(binary_run: Path) -> None:
+    text = write_report(binary_run).read_text(encoding="utf-8")
+
+    assert "resnet18</div></td><td>test</td>" in text
+    assert "vit_tiny_patch16_224</div></td><td>val</td>" in text
+    assert "vit_tiny_patch16_224</div></td><td>test</td>" not in text
+    assert re.search(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", text)
+    assert 'class="badge tied"' in text and 'class="badge pareto"' in text
+
+
+def test_dataset_protocol_and_environment_are_shown(binary_run: Path) -> None:
+    text = write_report(binary_run).read_text(encoding="utf-8")
+
+    assert "val was drawn from train" in text
+    assert "train.csv row 7" in text and "truncated" in text
+    assert "usable images" in text and "<td><b>images given</b></td>" in text
+    assert "origin: val/" in text  # the duplicate pair
+    assert "bfloat16" in text and "224px bicubic" in text
+    assert "2.14.1" in text
+    assert "took 3 min 30 s" in text
+    assert "val balanced accuracy (higher is better)" in text
+
+
+def test_multiclass_report_has_no_binary_curves(multiclass_run: Path) -> None:
+    text = write_report(multiclass_run).read_text(encoding="utf-8")
+
+    assert 'id="roc"' not in text and 'id="pr"' not in text
+    assert 'id="scatter"' in text
+    assert text.count('class="confusion"') == 4  # two backbones, val and test
+    assert "<th>007</th>" in text and "<th>NA</th>" in text  # labels stay text
+    assert "<script" not in text.lower()
+
+
+def test_output_argument_chooses_the_file(binary_run: Path, tmp_path: Path) -> None:
+    output = tmp_path / "elsewhere.html"
+
+    assert write_report(binary_run, output=output) == output
+    assert output.is_file() and not (binary_run / "report.html").exists()
+
+
+def test_rows_are_read_from_models_without_leaderboard_json(binary_run: Path) -> None:
+    (binary_run / "leaderboard.json").unlink()
+    (binary_run / "dataset.json").unlink()
+    text = write_report(binary_run).read_text(encoding="utf-8")
+
+    assert text.index("<div>resnet18</div>") < text.index("<div>pixels</div>")
+    assert text.index("<div>pixels</div>") < text.index("convnext_&lt;b&gt;")
+    assert "no weights for" in text
+    assert "No dataset.json in the run folder." in text
+
+
+def test_sorting_by_speed_still_plots_quality(binary_run: Path) -> None:
+    info = json.loads((binary_run / "run.json").read_text())
+    info["sort_metric"] = "images_per_second"
+    (binary_run / "run.json").write_text(json.dumps(info))
+    text = write_report(binary_run).read_text(encoding="utf-8")
+
+    assert "images per second (higher is better)" in text
+    assert "val balanced accuracy against speed" in text
+
+
+def test_a_run_of_failed_rows_only_still_reports(tmp_path: Path) -> None:
+    models = [{"model": FAILED_MODEL, "status": "failed", "reason": FAILED_REASON}]
+    run_dir = _write_run(
+        tmp_path, classes=["a", "b"], digits=[0, 1], positive="b", models=models
+    )
+    text = write_report(run_dir).read_text(encoding="utf-8")
+
+    assert "no weights for" in text
+    assert "<svg" not in text and "<img" not in text
+
+
+def test_missing_run_json_is_an_error(binary_run: Path) -> None:
+    (binary_run / "run.json").unlink()
+
+    with pytest.raises(DataError, match=r"run\.json not found"):
+        write_report(binary_run)
+
+
+def test_missing_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        write_report(tmp_path / "nowhere")
+
+
+def test_folder_without_rows_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "run.json").write_text(json.dumps({"classes": ["a", "b"]}))
+
+    with pytest.raises(DataError, match="has no rows"):
+        write_report(tmp_path)
