@@ -1,0 +1,286 @@
+"""The ``lazyvision`` command: a thin front over the Python API.
+
+Exit status: 0 when every backbone finished, 3 when some failed or timed out,
+2 for unusable data or arguments, 130 on Ctrl-C, 1 for anything unexpected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from lazyvision import __version__
+from lazyvision.errors import DataError, LazyVisionError
+
+logger = logging.getLogger("lazyvision")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        status: int = args.handler(args)
+    except KeyboardInterrupt as interrupt:
+        _print_interrupted(interrupt)
+        return EXIT_INTERRUPTED
+    except LazyVisionError as err:
+        print(f"lazyvision: error: {err}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(err, DataError) else EXIT_ERROR
+    except Exception as err:  # the top level: say what broke, in one line
+        logger.debug("unexpected error", exc_info=True)
+        print(f"lazyvision: unexpected {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    return status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lazyvision",
+        description="Rank pretrained image backbones on your labelled images.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log lines"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    rank = commands.add_parser("rank", help="rank backbones on a labelled image set")
+    rank.add_argument(
+        "data", help="split folder, CSV with a split column, or class folders"
+    )
+    _add_run_options(rank)
+    rank.set_defaults(handler=_rank)
+
+    demo = commands.add_parser("demo", help="rank the packaged backbones on digits")
+    demo.add_argument("--data-dir", help="where to write the sample (default: temp)")
+    _add_run_options(demo, models_default="demo")
+    demo.set_defaults(handler=_demo)
+
+    check = commands.add_parser("check", help="check a data set without running models")
+    check.add_argument("data")
+    _add_data_options(check)
+    check.set_defaults(handler=_check)
+
+    models = commands.add_parser("models", help="list the backbones that can be ranked")
+    models.add_argument("pattern", nargs="?", help="shell-style pattern, e.g. '*vit*'")
+    models.set_defaults(handler=_models)
+
+    report = commands.add_parser("report", help="write the HTML report of a run folder")
+    report.add_argument("run_dir")
+    report.add_argument("--output", help="HTML file (default: RUN_DIR/report.html)")
+    report.set_defaults(handler=_report)
+    return parser
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--path-column", default="filepath")
+    group.add_argument("--label-column", default="label")
+    group.add_argument("--image-root", help="folder relative paths resolve against")
+    group.add_argument("--workers", type=int, help="decoding processes")
+
+
+def _add_run_options(parser: argparse.ArgumentParser, models_default: str = "") -> None:
+    _add_data_options(parser)
+    run = parser.add_argument_group("run")
+    run.add_argument(
+        "--models",
+        default=models_default,
+        help="comma-separated backbones; 'pixels' is the raw-pixel baseline, "
+        "NAME@random a random-weight control (default: the standard set)",
+    )
+    run.add_argument("--output", help="run folder; rerun on the same folder to resume")
+    run.add_argument("--cache-dir", help="embedding cache (default: $LAZYVISION_CACHE)")
+    run.add_argument(
+        "--sort", default="val_balanced_accuracy", help="column to sort by"
+    )
+    run.add_argument("--batch-size", type=int, default=64)
+    run.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+    )
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    run.add_argument("--positive-label", help="positive class of a binary task")
+    run.add_argument(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="local checkpoint for a backbone (safetensors or a plain torch file)",
+    )
+    run.add_argument("--offline", action="store_true", help="never download weights")
+    run.add_argument("--skip-bad", action="store_true", help="leave bad images out")
+    run.add_argument(
+        "--allow-duplicates", action="store_true", help="allow a file in two splits"
+    )
+    run.add_argument("--max-seconds-per-model", type=float)
+    run.add_argument("--max-seconds", type=float, help="budget of the whole run")
+    run.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--wide", action="store_true", help="print every column")
+    run.add_argument("--report", action="store_true", help="also write report.html")
+
+
+def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from lazyvision.runner import Settings
+
+    weights = {}
+    for item in args.weights:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise DataError(f"--weights takes NAME=PATH, got {item!r}")
+        weights[name.strip()] = Path(path).expanduser()
+    return Settings(
+        batch_size=args.batch_size,
+        precision=args.precision,
+        device=args.device,
+        num_workers=args.workers,
+        positive_label=args.positive_label,
+        num_resamples=args.resamples,
+        seed=args.seed,
+        weights=weights,
+        allow_download=not args.offline,
+        max_seconds_per_model=args.max_seconds_per_model,
+    )
+
+
+def _rank(args: argparse.Namespace) -> int:
+    return _run_rank(args, args.data)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from lazyvision.sample import write_digits_sample
+
+    folder = Path(args.data_dir or tempfile.mkdtemp(prefix="lazyvision-digits-"))
+    splits = write_digits_sample(folder)
+    print(f"digits sample written to {splits}", file=sys.stderr)
+    if args.output is None:
+        args.output = str(folder / "run")
+    return _run_rank(args, str(splits))
+
+
+def _run_rank(args: argparse.Namespace, data: str) -> int:
+    from lazyvision.backbones import DEMO_MODELS
+    from lazyvision.leaderboard import format_leaderboard
+    from lazyvision.runner import rank
+
+    if args.models == "demo":
+        models: list[str] | None = list(DEMO_MODELS)
+    elif args.models:
+        models = [m for m in args.models.split(",") if m.strip()]
+    else:
+        models = None
+    board = rank(
+        data,
+        models=models,
+        output=args.output,
+        cache_dir=args.cache_dir,
+        sort=args.sort,
+        settings=_settings(args),
+        skip_bad=args.skip_bad,
+        allow_duplicates=args.allow_duplicates,
+        max_seconds=args.max_seconds,
+        path_column=args.path_column,
+        label_column=args.label_column,
+        image_root=args.image_root,
+        on_model_start=_progress_bar,
+    )
+    rows = board.to_dict(orient="records")
+    print(format_leaderboard(rows, sort_metric=args.sort, wide=args.wide))
+    run_dir = Path(board.attrs["run_dir"])
+    print(f"\nsaved to {run_dir}", file=sys.stderr)
+    if args.report:
+        from lazyvision.report import write_report
+
+        print(f"report: {write_report(run_dir)}", file=sys.stderr)
+    complete = all(row.get("status") == "ok" for row in rows)
+    return EXIT_OK if complete else EXIT_PARTIAL
+
+
+def _check(args: argparse.Namespace) -> int:
+    from lazyvision.check import check_dataset
+    from lazyvision.data import load_dataset
+
+    dataset = load_dataset(
+        args.data,
+        path_column=args.path_column,
+        label_column=args.label_column,
+        image_root=args.image_root,
+    )
+    report = check_dataset(dataset, workers=args.workers or 0)
+    print(report.render())
+    return EXIT_USAGE if report.problems or report.duplicates else EXIT_OK
+
+
+def _models(args: argparse.Namespace) -> int:
+    from lazyvision.backbones import list_models
+
+    names = list_models(args.pattern)
+    print("\n".join(names))
+    return EXIT_OK if names else EXIT_USAGE
+
+
+def _report(args: argparse.Namespace) -> int:
+    from lazyvision.report import write_report
+
+    path = write_report(
+        Path(args.run_dir), output=Path(args.output) if args.output else None
+    )
+    print(path)
+    return EXIT_OK
+
+
+def _progress_bar(spec: str, total: int) -> Callable[[int], None] | None:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=spec, unit="img", leave=False, file=sys.stderr)
+
+    def advance(count: int) -> None:
+        bar.update(count)
+        if bar.n >= total:
+            bar.close()
+
+    return advance
+
+
+def _print_interrupted(interrupt: KeyboardInterrupt) -> None:
+    from lazyvision.leaderboard import format_leaderboard
+
+    board = getattr(interrupt, "leaderboard", None)
+    run_dir = getattr(interrupt, "run_dir", None)
+    if board is not None and len(board):
+        rows = board.to_dict(orient="records")
+        print(format_leaderboard(rows, sort_metric="val_balanced_accuracy"))
+    print("\ninterrupted; finished backbones are saved.", file=sys.stderr)
+    if run_dir is not None:
+        print(
+            f"Run the same command again with --output {run_dir} to resume.",
+            file=sys.stderr,
+        )
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO
+    if verbosity > 1:
+        level = logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
