@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import math
-import time
 import warnings
 
 import numpy as np
@@ -248,18 +247,6 @@ def test_bootstrap_is_reproducible_and_brackets_the_estimate() -> None:
         assert wide is not None and inner is not None and value is not None
         assert wide[0] <= value <= wide[1]
         assert wide[0] <= inner[0] <= inner[1] <= wide[1]
-
-
-@pytest.mark.parametrize("num_classes", [2, 10])
-def test_bootstrap_of_500_images_is_fast(num_classes: int) -> None:
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, num_classes, 500)
-    proba = _random_proba(rng, 500, num_classes)
-    positive = 1 if num_classes == 2 else None
-    start = time.perf_counter()
-    bootstrap_intervals(y, proba, positive=positive, num_resamples=1000)
-    paired_bootstrap(y, proba, proba[::-1], positive=positive, num_resamples=1000)
-    assert time.perf_counter() - start < 1.0
 
 
 def test_paired_bootstrap_identical_predictions_are_tied() -> None:

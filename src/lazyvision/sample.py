@@ -1,7 +1,8 @@
 """A small real image set for the demo and the tests: scikit-learn's digits.
 
 The 8x8 scans of handwritten digits that scikit-learn ships are written as
-64-pixel PNG files, dark ink on white, in the layout most users have: an
+64-pixel PNG files, each in its own ink and paper colours, in the layout most
+users have: an
 ``images/<label>/`` folder and ``splits/{train,val,test}.csv`` files whose paths are
 relative to the CSVs' own folder.
 """
@@ -23,9 +24,14 @@ def digit_images(
     num_per_class: int = 30,
     classes: tuple[int, ...] = tuple(range(10)),
     side: int = 64,
+    coloured: bool = True,
     seed: int = 0,
 ) -> list[tuple[Image.Image, str]]:
-    """Digit scans as RGB images with their labels, a fixed draw per class."""
+    """Digit scans as RGB images with their labels, a fixed draw per class.
+
+    With ``coloured``, each scan gets its own ink and paper colours, as photos of
+    handwriting do: the class is in the shape alone, so raw pixels are not enough.
+    """
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -33,17 +39,26 @@ def digit_images(
     images: list[tuple[Image.Image, str]] = []
     for digit in classes:
         indices = np.flatnonzero(digits.target == digit)
-        chosen = rng.choice(
-            indices, size=min(num_per_class, len(indices)), replace=False
-        )
-        for index in sorted(chosen):
-            ink = digits.images[index] / 16.0
-            gray = np.round(255 * (1.0 - ink)).astype(np.uint8)
-            picture = Image.fromarray(gray).resize(
+        size = min(num_per_class, len(indices))
+        for index in sorted(rng.choice(indices, size=size, replace=False)):
+            scan = np.round(digits.images[index] * (255 / 16)).astype(np.uint8)
+            upscaled = Image.fromarray(scan).resize(
                 (side, side), Image.Resampling.BICUBIC
             )
-            images.append((picture.convert("RGB"), str(digit)))
+            ink = np.asarray(upscaled)[..., None] / 255.0
+            paper, pen = _colours(rng) if coloured else (np.full(3, 255.0), np.zeros(3))
+            rgb = paper * (1 - ink) + pen * ink
+            picture = Image.fromarray(np.round(rgb).clip(0, 255).astype(np.uint8))
+            images.append((picture, str(digit)))
     return images
+
+
+def _colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Paper and ink colours far enough apart in brightness to read."""
+    while True:
+        paper, pen = rng.uniform(0, 255, size=(2, 3))
+        if abs(paper.mean() - pen.mean()) > 80:
+            return paper, pen
 
 
 def write_digits_sample(
@@ -52,6 +67,7 @@ def write_digits_sample(
     num_per_class: int = 30,
     classes: tuple[int, ...] = tuple(range(10)),
     side: int = 64,
+    coloured: bool = True,
     val_fraction: float = 0.25,
     test_fraction: float = 0.25,
     seed: int = 0,
@@ -63,6 +79,7 @@ def write_digits_sample(
         num_per_class: Images per digit.
         classes: Which digits.
         side: Image side in pixels.
+        coloured: Random ink and paper colours per image.
         val_fraction: Share of each class that goes to val.
         test_fraction: Share of each class that goes to test.
         seed: Seed of the draw and of the split.
@@ -83,7 +100,11 @@ def write_digits_sample(
     rng = np.random.default_rng(seed)
     by_label: dict[str, list[Image.Image]] = {}
     for picture, label in digit_images(
-        num_per_class=num_per_class, classes=classes, side=side, seed=seed
+        num_per_class=num_per_class,
+        classes=classes,
+        side=side,
+        coloured=coloured,
+        seed=seed,
     ):
         by_label.setdefault(label, []).append(picture)
     for label, pictures in by_label.items():
