@@ -321,8 +321,9 @@ def register_zoo(zoo: Zoo) -> None:
 def count_macs(backbone: Backbone) -> int | None:
     """Counts multiply-accumulates for one image and records them on the backbone.
 
-    One forward pass at the model's input size, on the model's device and dtype;
-    None when an operator cannot be counted.
+    Counted on a shape-only copy of the architecture (the meta device), so no
+    arithmetic runs; models timm cannot rebuild that way are counted with one real
+    forward pass. None when an operator cannot be counted.
 
     Example:
         >>> count_macs(create_backbone("pixels"))
@@ -331,14 +332,22 @@ def count_macs(backbone: Backbone) -> int | None:
     if backbone.macs_per_image is not None:
         return backbone.macs_per_image
     height, width = backbone.preprocessing.input_size
-    parameter = next(backbone.model.parameters(), None)
-    image = torch.zeros(1, 3, height, width)
-    if parameter is not None:
-        image = image.to(device=parameter.device, dtype=parameter.dtype)
+    model, device = backbone.model, None
+    if backbone.architecture in _timm_names():
+        try:
+            with torch.device("meta"):
+                model = _build(backbone.architecture)
+            device = torch.device("meta")
+        except Exception:  # any rebuild failure: count on the real model instead
+            model = backbone.model
+    if device is None:
+        parameter = next(model.parameters(), None)
+        device = parameter.device if parameter is not None else torch.device("cpu")
+    image = torch.zeros(1, 3, height, width, device=device)
     counter = FlopCounterMode(display=False)
     try:
         with torch.no_grad(), counter:
-            backbone.model(image)
+            model(image)
     except (RuntimeError, NotImplementedError) as err:
         logger.warning("%s: cannot count MACs: %s", backbone.name, err)
         return None

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +35,8 @@ logger = logging.getLogger(__name__)
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 #: Images embedded between two cache writes; a crash loses at most this many.
 CHUNK_SIZE = 256
-#: Below this many images a worker pool costs more to start than it saves.
-MIN_IMAGES_FOR_WORKERS = 400
+#: Below this many images a thread pool costs more than it saves.
+MIN_IMAGES_FOR_WORKERS = 64
 #: The smallest batch tried after running out of memory.
 MIN_BATCH_SIZE = 1
 
@@ -92,42 +92,58 @@ def feature_key(backbone: Backbone, dtype: torch.dtype) -> str:
 
 
 class PixelStore:
-    """Central squares of decoded images, ``(N, side, side, 3)`` uint8, on disk.
+    """Central squares of decoded images, one ``(N, side, side, 3)`` array per side.
 
-    The array is a memory map in a temporary file, so decoded pixels cost page
-    cache rather than process memory, and worker processes write into it directly.
+    Each image is decoded once and its central square resized, straight from the
+    decoded pixels, to every side a backbone of the run needs (the shorter-side
+    resize of timm's transform: 256 for most 224-pixel models, 341 for a
+    299-pixel one). A backbone then only crops and normalises. The arrays are
+    memory maps of temporary files, so decoded pixels cost page cache rather
+    than process memory.
 
     Args:
         capacity: The most images the store will hold.
-        side: Side of each stored square.
-        folder: Where the temporary file lives (removed by :meth:`close`).
+        sides: Sides of the stored squares.
+        folder: Where the temporary files live (removed by :meth:`close`).
+        sources: The file of each image digest, for :meth:`ensure`.
+        num_workers: Decoding threads.
+        max_pixels: Decompression-bomb limit per image.
     """
 
     def __init__(
         self,
         capacity: int,
-        side: int,
+        sides: Sequence[int],
         folder: Path | None = None,
         *,
         sources: Mapping[str, Path] | None = None,
         num_workers: int = 0,
         max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
-        self.side = side
+        self.sides = tuple(sorted(set(sides)))
+        if not self.sides:
+            raise ValueError("a pixel store needs at least one side")
         self.capacity = max(capacity, 1)
         self.sources = dict(sources or {})
         self.num_workers = num_workers
         self.max_pixels = max_pixels
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(suffix=".pixels", dir=folder)
-        os.close(handle)
-        self.path = Path(name)
-        self.array = np.memmap(
-            self.path, dtype=np.uint8, mode="w+", shape=(self.capacity, side, side, 3)
-        )
+        self.paths: list[Path] = []
+        self.arrays: dict[int, np.memmap] = {}
+        for side in self.sides:
+            handle, name = tempfile.mkstemp(suffix=f".{side}px", dir=folder)
+            os.close(handle)
+            self.paths.append(Path(name))
+            shape = (self.capacity, side, side, 3)
+            self.arrays[side] = np.memmap(name, dtype=np.uint8, mode="w+", shape=shape)
         self.index: dict[str, int] = {}
         self.used = 0
+
+    def side_for(self, wanted: int) -> int:
+        """The stored side that serves ``wanted``: equal, else the next larger."""
+        larger = [side for side in self.sides if side >= wanted]
+        return larger[0] if larger else self.sides[-1]
 
     def ensure(self, digests: Sequence[str]) -> None:
         """Decodes the images among ``digests`` that the store lacks.
@@ -165,15 +181,15 @@ class PixelStore:
         self.used += count
         return first
 
-    def batch(self, digests: Sequence[str]) -> np.ndarray:
-        """Stored squares for ``digests``, in order."""
-        return np.stack([self.array[self.index[d]] for d in digests])
+    def batch(self, digests: Sequence[str], side: int) -> np.ndarray:
+        """Stored squares of one side for ``digests``, in order."""
+        array = self.arrays[side]
+        return np.stack([array[self.index[d]] for d in digests])
 
     def close(self) -> None:
-        _open_maps.pop(str(self.path), None)
-        self.array.flush()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        for path in self.paths:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 @dataclass(frozen=True)
@@ -194,54 +210,46 @@ def decode_files(
 ) -> list[DecodeResult]:
     """Decodes every file once, keeping its central square in ``store``.
 
-    Files are decoded in worker processes when there are enough of them; each
-    worker writes into the store's memory map directly.
+    Files are decoded by a pool of threads when there are enough of them; each
+    writes its square into the store's memory map directly.
 
     Args:
         paths: Files to decode.
         store: Where to keep the squares; ``None`` only validates.
         max_pixels: Decompression-bomb limit per image.
-        num_workers: Worker processes; 0 decodes in this process.
+        num_workers: Decoding threads; 0 or 1 decodes in the calling thread.
 
     Returns:
         One result per path, in order.
     """
     first = store.allocate(len(paths)) if store is not None else 0
-    target = None
-    if store is not None:
-        store.array.flush()
-        target = (str(store.path), store.array.shape, store.side)
-    jobs = [(path, first + i, target, max_pixels) for i, path in enumerate(paths)]
-    if num_workers > 0 and len(paths) >= MIN_IMAGES_FOR_WORKERS:
-        context = multiprocessing.get_context("forkserver")
-        with context.Pool(min(num_workers, len(paths))) as pool:
-            results = pool.map(_decode_job, jobs, chunksize=16)
+
+    def decode(job: tuple[int, Path]) -> DecodeResult:
+        slot, path = job
+        largest = store.sides[-1] if store is not None else None
+        try:
+            rgb, info = decode_image(path, max_pixels=max_pixels, draft_side=largest)
+        except ImageError as err:
+            return DecodeResult(path=path, info=None, error=err)
+        if store is not None:
+            for side, array in store.arrays.items():
+                array[slot] = center_square(rgb, side)
+        return DecodeResult(path=path, info=info, error=None)
+
+    jobs = list(enumerate(paths, start=first))
+    if num_workers > 1 and len(paths) >= MIN_IMAGES_FOR_WORKERS:
+        # Threads, not processes: Pillow releases the GIL while it decodes and
+        # resizes, and threads need no picklable state nor a main-module guard
+        # in the user's script.
+        with ThreadPoolExecutor(num_workers, thread_name_prefix="decode") as pool:
+            results = list(pool.map(decode, jobs))
     else:
-        results = [_decode_job(job) for job in jobs]
+        results = [decode(job) for job in jobs]
     if store is not None:
-        for (_, slot, _, _), result in zip(jobs, results, strict=True):
+        for (slot, _), result in zip(jobs, results, strict=True):
             if result.info is not None:
                 store.index.setdefault(result.info.digest, slot)
     return results
-
-
-_Target = tuple[str, tuple[int, ...], int]
-_open_maps: dict[str, np.memmap] = {}
-
-
-def _decode_job(job: tuple[Path, int, _Target | None, int]) -> DecodeResult:
-    path, slot, target, max_pixels = job
-    side = target[2] if target is not None else None
-    try:
-        rgb, info = decode_image(path, max_pixels=max_pixels, draft_side=side)
-    except ImageError as err:
-        return DecodeResult(path=path, info=None, error=err)
-    if target is not None and side is not None:
-        name, shape, _ = target
-        if name not in _open_maps:
-            _open_maps[name] = np.memmap(name, dtype=np.uint8, mode="r+", shape=shape)
-        _open_maps[name][slot] = center_square(rgb, side)
-    return DecodeResult(path=path, info=info, error=None)
 
 
 @dataclass(frozen=True)
@@ -361,7 +369,9 @@ def _run_backbone(
     if device.type in ("cpu", "cuda"):
         model = model.to(memory_format=torch.channels_last)
     model.eval()
-    prepare = BatchPreparer(backbone.preprocessing, pixels.side, device)
+    preprocessing = backbone.preprocessing
+    side = pixels.side_for(BatchPreparer.stored_side(preprocessing))
+    prepare = BatchPreparer(preprocessing, side, device)
     for chunk_start in range(0, len(missing), CHUNK_SIZE):
         chunk = missing[chunk_start : chunk_start + CHUNK_SIZE]
         outputs: list[np.ndarray] = []
@@ -371,7 +381,9 @@ def _run_backbone(
                 raise BudgetExceeded("time budget ran out during extraction")
             batch = chunk[position : position + batch_size]
             try:
-                outputs.append(_forward(model, prepare(pixels.batch(batch)), dtype))
+                outputs.append(
+                    _forward(model, prepare(pixels.batch(batch, side)), dtype)
+                )
             except (torch.OutOfMemoryError, MemoryError) as err:
                 if batch_size <= MIN_BATCH_SIZE:
                     raise ModelError(
@@ -418,44 +430,72 @@ class BatchPreparer:
 
     Resizes each square to the backbone's resize size with its interpolation
     (antialiased when shrinking, as Pillow does), takes the centred crop, scales to
-    0..1 and normalises with the backbone's mean and std.
+    0..1 and normalises with the backbone's mean and std. The crop is taken on the
+    uint8 pixels and the batch is laid out channels-last from the start, so the
+    float tensor is written once.
     """
 
     def __init__(self, preprocessing: Preprocessing, side: int, device: torch.device):
         self.preprocessing = preprocessing
         self.side = side
         self.device = device
-        self.mean = torch.tensor(preprocessing.mean, device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(preprocessing.std, device=device).view(1, 3, 1, 1)
+        height, width = preprocessing.input_size
+        self.resize = self.stored_side(preprocessing)
+        self.top = (self.resize - height) // 2
+        self.left = (self.resize - width) // 2
+        mean = torch.tensor(preprocessing.mean, device=device) * 255.0
+        scale = 1.0 / (torch.tensor(preprocessing.std, device=device) * 255.0)
+        self.mean = mean.view(1, 3, 1, 1)
+        self.scale = scale.view(1, 3, 1, 1)
+
+    @staticmethod
+    def stored_side(preprocessing: Preprocessing) -> int:
+        """The side of the square this preprocessing crops from."""
+        height, width = preprocessing.input_size
+        if preprocessing.crop_mode == "squash":
+            # The stored square is already the whole crop: no margin to cut.
+            return max(height, width)
+        return max(preprocessing.resize_size, height, width)
 
     def __call__(self, squares: np.ndarray) -> torch.Tensor:
         height, width = self.preprocessing.input_size
-        resize = max(self.preprocessing.resize_size, height, width)
-        if self.preprocessing.crop_mode == "squash":
-            # The stored square is already the whole crop: no margin to cut.
-            resize = max(height, width)
-        batch = torch.from_numpy(squares).to(self.device).permute(0, 3, 1, 2).float()
-        if resize != self.side:
-            mode = self.preprocessing.interpolation
-            mode = mode if mode in ("bilinear", "bicubic", "nearest") else "bicubic"
-            options = {} if mode == "nearest" else {"align_corners": False}
-            batch = F.interpolate(
-                batch,
-                size=(resize, resize),
-                mode=mode,
-                antialias=mode != "nearest" and resize < self.side,
-                **options,
+        pixels = torch.from_numpy(squares).to(self.device)  # (B, S, S, 3) uint8
+        if self.resize == self.side:
+            pixels = pixels[
+                :, self.top : self.top + height, self.left : self.left + width
+            ]
+            batch = _channels_last(pixels).float()
+        else:
+            batch = self._resize(_channels_last(pixels).float())
+            crop = (
+                slice(self.top, self.top + height),
+                slice(self.left, self.left + width),
             )
-            if mode == "bicubic":
-                batch = batch.clamp_(0, 255)
-        top = (resize - height) // 2
-        left = (resize - width) // 2
-        batch = batch[:, :, top : top + height, left : left + width]
-        batch = (batch / 255.0 - self.mean) / self.std
-        return batch.contiguous(memory_format=torch.channels_last)
+            batch = batch[:, :, crop[0], crop[1]].contiguous(
+                memory_format=torch.channels_last
+            )
+        return batch.sub_(self.mean).mul_(self.scale)
+
+    def _resize(self, batch: torch.Tensor) -> torch.Tensor:
+        mode = self.preprocessing.interpolation
+        mode = mode if mode in ("bilinear", "bicubic", "nearest") else "bicubic"
+        options = {} if mode == "nearest" else {"align_corners": False}
+        resized = F.interpolate(
+            batch,
+            size=(self.resize, self.resize),
+            mode=mode,
+            antialias=mode != "nearest" and self.resize < self.side,
+            **options,
+        )
+        # Bicubic overshoots at sharp edges; Pillow clips to the pixel range.
+        return resized.clamp_(0, 255) if mode == "bicubic" else resized
 
 
-def store_side(preprocessings: Sequence[Preprocessing]) -> int:
-    """The square side that serves every backbone: the largest resize size."""
-    sides = [max(p.resize_size, *p.input_size) for p in preprocessings]
-    return max(sides, default=224)
+def _channels_last(pixels: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 3) uint8 to a (B, 3, H, W) view with channels-last strides."""
+    return pixels.contiguous().permute(0, 3, 1, 2)
+
+
+def store_sides(preprocessings: Sequence[Preprocessing]) -> list[int]:
+    """The square sides that serve every backbone without a second resize."""
+    return sorted({BatchPreparer.stored_side(p) for p in preprocessings}) or [224]

@@ -23,8 +23,10 @@ from lazyvision.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-#: Inverse regularisation strengths tried, from strong to weak, in steps of 10^0.5.
-DEFAULT_C_GRID: tuple[float, ...] = tuple(float(c) for c in np.logspace(-6, 4, 21))
+#: Inverse regularisation strengths of the coarse sweep, strong to weak, by decades.
+DEFAULT_C_GRID: tuple[float, ...] = tuple(float(c) for c in np.logspace(-6, 4, 11))
+#: The fine step tried on each side of the best coarse strength.
+REFINE_FACTOR = 10**0.5
 
 
 @dataclass(frozen=True)
@@ -72,14 +74,16 @@ def fit_probe(
     num_classes: int,
     c_grid: tuple[float, ...] = DEFAULT_C_GRID,
     max_iter: int = 500,
-    patience: int = 4,
+    patience: int = 3,
 ) -> Probe:
     """Fits the probe on train and picks its regularisation on val.
 
-    The sweep runs from strong to weak regularisation and stops once validation
-    balanced accuracy and log loss have both failed to improve for ``patience``
-    steps. The chosen strength has the best validation balanced accuracy, ties
-    broken by the lower validation log loss.
+    The coarse sweep runs from strong to weak regularisation and stops once
+    validation balanced accuracy and log loss have both failed to improve for
+    ``patience`` steps; then the half-decade on each side of the best strength is
+    tried. The chosen strength has the lowest validation log loss: a proper score
+    that moves smoothly with the strength, where accuracy on a few hundred images
+    moves in steps of one image and would pick by noise.
 
     Args:
         train_embeddings: (N, D) training embeddings.
@@ -122,29 +126,37 @@ def fit_probe(
     z_val = ((np.asarray(val_embeddings, dtype=np.float64) - mean) / scale) @ projection
 
     targets = np.eye(num_classes)[train_labels]
-    params = np.zeros((z_train.shape[1] + 1) * num_classes)
-    best_key = (-np.inf, -np.inf)
-    best_c, best_params = c_grid[0], params
-    top_score, top_loss = -np.inf, np.inf
     sweep: list[tuple[float, float, float]] = []
-    since_improved = 0
-    for c in c_grid:
-        params = _fit_one(z_train, targets, params, c=c, max_iter=max_iter)
-        weights, bias = _unpack(params, num_classes)
+    fitted: dict[float, np.ndarray] = {}
+
+    def fit(c: float, init: np.ndarray) -> tuple[float, float]:
+        fitted[c] = _fit_one(z_train, targets, init, c=c, max_iter=max_iter)
+        weights, bias = _unpack(fitted[c], num_classes)
         val_proba = softmax(z_val @ weights + bias, axis=1)
         score = _balanced_accuracy(val_labels, val_proba.argmax(axis=1), num_classes)
         loss = _log_loss(val_labels, val_proba)
         sweep.append((c, score, loss))
-        if (score, -loss) > best_key:
-            best_key, best_c, best_params = (score, -loss), c, params
+        return score, loss
+
+    params = np.zeros((z_train.shape[1] + 1) * num_classes)
+    top_score, top_loss = -np.inf, np.inf
+    since_improved = 0
+    for c in c_grid:
+        score, loss = fit(c, params)
+        params = fitted[c]
         # Past the best strength both curves turn: weaker regularisation only
         # overfits, and those fits are the slow ones.
-        since_improved = (
-            0 if score > top_score or loss < top_loss else since_improved + 1
-        )
+        improved = score > top_score or loss < top_loss
+        since_improved = 0 if improved else since_improved + 1
         top_score, top_loss = max(top_score, score), min(top_loss, loss)
         if since_improved >= patience:
             break
+    coarse_best = _best(sweep)
+    for c in (coarse_best / REFINE_FACTOR, coarse_best * REFINE_FACTOR):
+        if c_grid[0] <= c <= c_grid[-1]:
+            fit(c, fitted[coarse_best])
+    best_c = _best(sweep)
+    best_params = fitted[best_c]
 
     weights, bias = _unpack(best_params, num_classes)
     probe = Probe(
@@ -159,6 +171,11 @@ def fit_probe(
     )
     logger.debug("probe: C=%g after %d steps", probe.C, len(sweep))
     return probe
+
+
+def _best(sweep: list[tuple[float, float, float]]) -> float:
+    """The strength with the lowest validation log loss."""
+    return min(sweep, key=lambda step: step[2])[0]
 
 
 def _row_space_basis(x: np.ndarray) -> np.ndarray:

@@ -1,0 +1,70 @@
+"""The linear probe: exact against scikit-learn, sensible regularisation choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from lazyvision.errors import DataError
+from lazyvision.probe import DEFAULT_C_GRID, fit_probe
+
+
+def _blobs(
+    num_rows: int,
+    num_features: int,
+    num_classes: int,
+    seed: int = 0,
+    spread: float = 0.4,
+):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(num_classes, num_features))
+    labels = rng.integers(0, num_classes, num_rows)
+    points = spread * centres[labels] + rng.normal(size=(num_rows, num_features))
+    return points, labels
+
+
+@pytest.mark.parametrize(("num_rows", "num_features"), [(60, 200), (300, 20)])
+def test_probe_matches_sklearn_at_the_chosen_strength(
+    num_rows: int, num_features: int
+) -> None:
+    x, y = _blobs(num_rows + 60, num_features, 3, spread=0.15)
+    probe = fit_probe(
+        x[:num_rows], y[:num_rows], x[num_rows:], y[num_rows:], num_classes=3
+    )
+    standardised = (x - probe.mean) / probe.scale
+    reference = LogisticRegression(C=probe.C, tol=1e-10, max_iter=5000)
+    reference.fit(standardised[:num_rows], y[:num_rows])
+    expected = reference.predict_proba(standardised[num_rows:])
+    np.testing.assert_allclose(probe.predict_proba(x[num_rows:]), expected, atol=2e-3)
+
+
+def test_noise_features_get_strong_regularisation() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 50))
+    y = rng.integers(0, 2, 200)
+    probe = fit_probe(x[:120], y[:120], x[120:], y[120:], num_classes=2)
+    separable, labels = _blobs(200, 50, 2, seed=2)
+    clean = fit_probe(
+        separable[:120], labels[:120], separable[120:], labels[120:], num_classes=2
+    )
+    assert probe.C <= clean.C
+    assert min(DEFAULT_C_GRID) / 10 < probe.C < max(DEFAULT_C_GRID) * 10
+
+
+def test_probe_scores_classes_absent_from_train_with_zero_weight_classes() -> None:
+    x, y = _blobs(90, 10, 3)
+    y = np.where(y == 2, 1, y)  # class 2 exists in the data set but not here
+    probe = fit_probe(x[:60], y[:60], x[60:], y[60:], num_classes=3)
+    proba = probe.predict_proba(x[60:])
+    assert proba.shape == (30, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert proba[:, 2].max() < 0.05
+
+
+def test_probe_needs_two_classes_and_a_validation_split() -> None:
+    x, _ = _blobs(20, 4, 2)
+    with pytest.raises(DataError, match="at least two classes"):
+        fit_probe(x[:10], np.zeros(10, int), x[10:], np.zeros(10, int), num_classes=2)
+    with pytest.raises(DataError, match="0 val"):
+        fit_probe(x[:10], np.arange(10) % 2, x[:0], np.zeros(0, int), num_classes=2)
