@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import zlib
@@ -20,7 +21,8 @@ from lazyvision.check import (
 )
 from lazyvision.data import load_dataset
 from lazyvision.errors import DataError, ImageError
-from lazyvision.images import ImageInfo
+from lazyvision.images import ImageInfo, difference_hash, hamming
+from lazyvision.sample import digit_images, write_digits_sample
 
 
 def save_image(path: Path, seed: int, size: int = 64, quality: int = 95) -> Path:
@@ -192,7 +194,7 @@ def test_byte_copy_across_splits_is_an_error_naming_both(tmp_path: Path) -> None
     assert str(raised.value) == (
         "1 byte-identical file in two splits, which would score a model on images "
         "it was trained on:\n"
-        "  train train.csv row 3 (tr/1.png)  =  test test.csv row 3 (te/1.png)\n"
+        "  train.csv row 3 (tr/1.png)  =  test.csv row 3 (te/1.png)\n"
         "Remove one copy of each, or go on anyway (allow_duplicates=True, "
         "--allow-duplicates)."
     )
@@ -238,10 +240,122 @@ def test_reencoded_resized_copy_is_a_near_duplicate_warning(
     with caplog.at_level(logging.WARNING, logger="lazyvision.check"):
         raise_for_problems(report, skip_bad=False, allow_duplicates=False)
     assert "1 near-duplicate pair in different splits" in caplog.text
-    assert "train train.csv row 3 (tr/1.png)  =  test test.csv row 2" in caplog.text
+    assert "train.csv row 3 (tr/1.png)  =  test.csv row 2 (te.jpg)" in caplog.text
 
     strict = check_dataset(load_dataset(tmp_path), near_duplicate_distance=0)
     assert len(strict.near_duplicates) == (1 if distance == 0 else 0)
+
+
+def test_copies_of_digits_are_near_duplicates_and_other_digits_are_not(
+    tmp_path: Path,
+) -> None:
+    # Small, simple scans: different ones often lie within a few hash bits. Three
+    # such pairs go to train and test; only the two true copies may be reported.
+    scans = [image for image, _ in digit_images(num_per_class=30, classes=(0, 1))]
+    hashes = [difference_hash(np.asarray(image)) for image in scans]
+    close: list[tuple[int, int]] = []
+    for i, j in itertools.combinations(range(len(scans)), 2):
+        taken = {k for pair in close for k in pair}
+        if hamming(hashes[i], hashes[j]) <= 4 and not {i, j} & taken:
+            close.append((i, j))
+    assert len(close) >= 3
+    for index, image in enumerate(scans):
+        image.save(tmp_path / f"{index}.png")
+    (first, _), (second, _) = close[:2]
+    scans[first].save(tmp_path / "reencoded.jpg", quality=75)
+    scans[second].resize((40, 40), Image.Resampling.BILINEAR).save(
+        tmp_path / "small.png"
+    )
+    write_csv(tmp_path / "train.csv", [(f"{i}.png", "0") for i, _ in close[:3]])
+    write_csv(tmp_path / "val.csv", [("reencoded.jpg", "0")])
+    test_rows = [(f"{j}.png", "0") for _, j in close[:3]] + [("small.png", "0")]
+    write_csv(tmp_path / "test.csv", test_rows)
+
+    report = check_dataset(load_dataset(tmp_path))
+
+    assert [(a.path.name, b.path.name) for a, b, _ in report.near_duplicates] == [
+        (f"{first}.png", "reencoded.jpg"),
+        (f"{second}.png", "small.png"),
+    ]
+
+
+def test_digits_sample_has_no_near_duplicates(tmp_path: Path) -> None:
+    report = check_dataset(load_dataset(write_digits_sample(tmp_path)))
+
+    assert report.near_duplicates == ()
+    # The hash alone pairs different scans; the pixels tell them apart.
+    by_split = {
+        split: [report.infos[s.path].phash for s in report.dataset.split(split)]
+        for split in ("train", "val", "test")
+    }
+    close = [
+        (a, b)
+        for a in by_split["train"] + by_split["val"]
+        for b in by_split["test"]
+        if hamming(a, b) <= report.near_duplicate_distance
+    ]
+    assert len(close) > 10
+
+
+def test_near_duplicate_of_a_vanished_file_rests_on_the_hash(tmp_path: Path) -> None:
+    make_split_csvs(tmp_path, {"train": [("a.png", "a"), ("b.png", "b")]})
+    with Image.open(tmp_path / "a.png") as original:
+        original.save(tmp_path / "copy.jpg", quality=90)
+    write_csv(tmp_path / "val.csv", [("copy.jpg", "a")])
+    dataset = load_dataset(tmp_path)
+    infos = inspect_images(dataset)
+    (tmp_path / "copy.jpg").unlink()
+
+    report = check_dataset(dataset, infos=infos)
+
+    assert [(a.origin, b.origin) for a, b, _ in report.near_duplicates] == [
+        ("train.csv row 2", "val.csv row 2")
+    ]
+
+
+@pytest.fixture
+def many_findings(tmp_path: Path) -> DatasetReport:
+    """12 unreadable rows and 12 near-duplicate pairs."""
+    rows = [(f"tr/{i}.png", "ab"[i % 2]) for i in range(12)]
+    make_split_csvs(tmp_path, {"train": rows})
+    for i in range(12):
+        with Image.open(tmp_path / "tr" / f"{i}.png") as original:
+            original.save(tmp_path / f"va{i}.jpg", quality=90)
+        (tmp_path / f"bad{i}.png").write_text("not a picture")
+    write_csv(tmp_path / "train.csv", rows + [(f"bad{i}.png", "a") for i in range(12)])
+    write_csv(tmp_path / "val.csv", [(f"va{i}.jpg", "ab"[i % 2]) for i in range(12)])
+    return check_dataset(load_dataset(tmp_path))
+
+
+def test_long_lists_are_cut_in_log_lines_and_kept_whole_in_to_dict(
+    many_findings: DatasetReport, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="lazyvision.check"):
+        raise_for_problems(many_findings, skip_bad=True, allow_duplicates=False)
+
+    [problems, near] = [record.getMessage() for record in caplog.records]
+    assert problems.startswith("leaving out 12 images that cannot be used:\n")
+    assert problems.count("not an image") == 10
+    assert problems.endswith("\n  ... and 2 more (see dataset.json)")
+    assert near.startswith("12 near-duplicate pairs in different splits")
+    assert near.count("(hash distance") == 10
+    assert near.endswith("\n  ... and 2 more (see dataset.json)")
+    data = many_findings.to_dict()
+    assert len(data["problems"]) == len(data["near_duplicates"]) == 12
+
+
+def test_render_lists_every_problem_but_only_ten_near_duplicates(
+    many_findings: DatasetReport,
+) -> None:
+    text = many_findings.render()
+
+    assert text.count("not an image") == 12
+    assert text.count("(hash distance") == 10
+    assert "Near-duplicates in different splits (12):\n" in text
+    assert "  ... and 2 more (a run folder's dataset.json lists them all)" in text
+    assert text.endswith(
+        "  the 12 near-duplicate pairs do not stop a run but may make scores optimistic"
+    )
 
 
 def test_near_duplicate_distance_is_checked(tmp_path: Path) -> None:
@@ -310,7 +424,7 @@ def test_render_lists_problems_notes_and_warnings(tmp_path: Path) -> None:
             "  total      6    3",
             "train: 7 images given, 1 cannot be used, 6 used",
             "",
-            "Image sizes: width 64-64 (median 64), height 64-64 (median 64)",
+            "Image sizes: all 64 x 64",
             "Modes: RGB 9",
             "Formats: PNG 9",
             "",
@@ -324,6 +438,10 @@ def test_render_lists_problems_notes_and_warnings(tmp_path: Path) -> None:
             "  labels 'A' (2 images) and 'a' (2 images) differ only in case; they "
             "are kept as different classes",
             "  1 class in train but not in val: 'a'",
+            "",
+            "Before ranking:",
+            "  fix or remove the 1 file that cannot be used, or leave it out "
+            "(--skip-bad)",
         ]
     )
 

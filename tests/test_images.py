@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import pickle
 import struct
 import zlib
 from pathlib import Path
@@ -25,6 +26,8 @@ from lazyvision.images import (
     difference_hash,
     file_digest,
     hamming,
+    thumbnail,
+    try_decode_image,
 )
 
 RED = (255, 0, 0)
@@ -529,3 +532,54 @@ def test_phash_is_the_difference_hash_of_the_decoded_pixels(
 ) -> None:
     rgb, info = decode_image(save(digits[3], tmp_path / "a.png"))
     assert info.phash == difference_hash(rgb) == difference_hash(np.asarray(digits[3]))
+
+
+# Thumbnails
+
+
+def test_thumbnail_averages_each_area() -> None:
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    rgb[:2, :2] = RED
+    rgb[2:, 2:] = BLUE
+    rgb[0, 0] = GREEN
+
+    small = thumbnail(rgb, side=2)
+
+    assert small.shape == (2, 2, 3)
+    assert small.flags.writeable
+    assert np.abs(small[0, 0] - [255 * 3 / 4, 255 / 4, 0]).max() <= 1
+    assert pixels(small[1]) == [[0, 0, 0], list(BLUE)]
+    assert thumbnail(np.zeros((480, 640, 3), np.uint8)).shape == (16, 16, 3)
+
+
+def test_thumbnail_of_a_resized_copy_is_close(digits: list[Image.Image]) -> None:
+    for image in digits:
+        smaller = image.resize((64, 64), Image.Resampling.BILINEAR)
+        original = thumbnail(np.asarray(image)).astype(int)
+        resized = thumbnail(np.asarray(smaller)).astype(int)
+        assert np.abs(original - resized).mean() < 3
+
+
+def test_thumbnail_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match=r"rgb must be a non-empty \(H, W, 3\)"):
+        thumbnail(np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match=r"side must be a positive integer; got 0"):
+        thumbnail(np.zeros((4, 4, 3), np.uint8), side=0)
+
+
+# For process pools
+
+
+def test_try_decode_image_returns_what_decode_image_raises(tmp_path: Path) -> None:
+    path = save(Image.new("RGB", (3, 2), RED), tmp_path / "a.png")
+
+    info, rgb = try_decode_image(path)
+    error, nothing = try_decode_image(tmp_path / "gone.png")
+
+    assert isinstance(info, ImageInfo)
+    assert rgb is not None and rgb.shape == (2, 3, 3)
+    assert try_decode_image(path, keep_pixels=False) == (info, None)
+    assert isinstance(error, ImageError)
+    assert (error.reason, nothing) == ("file not found", None)
+    reloaded = pickle.loads(pickle.dumps(error))
+    assert (reloaded.path, reloaded.reason) == (error.path, error.reason)

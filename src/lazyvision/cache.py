@@ -7,7 +7,8 @@ sets and run folders:
   in chunks while extraction runs. Each chunk carries a checksum of its arrays; a
   chunk that fails it is removed with a warning and its images are embedded again.
 - ``images.sqlite``: what decoding an image file found (size, mode, perceptual
-  hash), keyed by the file's SHA-256, so a warm run does not decode at all.
+  hash), keyed by the file's SHA-256, so a warm run decodes no image again
+  (beyond the few the near-duplicate check confirms).
 - ``results/<key>.json``: a finished evaluation of one backbone on one labelled
   manifest with one set of settings.
 

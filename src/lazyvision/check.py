@@ -3,37 +3,42 @@
 :func:`check_dataset` turns a :class:`~lazyvision.data.Dataset` into a
 :class:`DatasetReport`: images per class per split, sizes, modes and formats, the
 files that cannot be read and why, and files shared between splits (byte-identical
-copies, and near-duplicates by perceptual hash). :func:`raise_for_problems` is the
+copies, and near-duplicates: the same picture in other bytes, found by perceptual
+hash and confirmed on pixels). :func:`raise_for_problems` is the
 gate a ranking run passes through, and :meth:`DatasetReport.render` is the text the
 check command prints, in the same words.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import statistics
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lazyvision.data import SPLITS, Dataset, Sample
+from lazyvision._duplicates import byte_duplicates, near_duplicates
+from lazyvision.data import Dataset, Sample
 from lazyvision.errors import DataError, ImageError
-from lazyvision.images import DEFAULT_MAX_PIXELS, ImageInfo, decode_image
+from lazyvision.images import DEFAULT_MAX_PIXELS, ImageInfo, try_decode_image
 
 logger = logging.getLogger(__name__)
 
+# Long lists in log lines and errors stop here; dataset.json holds them all.
+_MAX_LISTED = 10
+_RENDER_MORE = "a run folder's dataset.json lists them all"
+_MODE_WORDS = {"1": "1-bit"}
 _LAYOUT_WORDS = {
     "split-csvs": "split CSVs",
     "split-column-csv": "one CSV with a split column",
     "class-folders": "class folders",
 }
-# Hashes are compared in blocks so a 50k x 10k comparison stays within memory.
-_HASH_BLOCK = 4096
 
 
 @dataclass(frozen=True)
@@ -64,9 +69,11 @@ class DatasetReport:
         duplicates: Byte-identical images in different splits, (earlier split,
             later split); each later-split copy is paired with the first copy in
             each earlier split.
-        near_duplicates: Images in different splits whose perceptual hashes are
-            within the threshold but whose bytes differ, with the distance; each
-            later-split image is paired with its nearest image in each earlier split.
+        near_duplicates: Images in different splits whose bytes differ but whose
+            perceptual hashes are within the threshold and whose pixels agree (see
+            :func:`lazyvision._duplicates.same_picture`), with the hash distance;
+            each later-split image is paired with its nearest such image in each
+            earlier split.
         counts: Usable images per split per class (every class listed).
         num_given: Rows (or files) given per split, before problems are removed.
         sizes: "width" and "height" of the readable images as (min, median, max).
@@ -141,6 +148,9 @@ class DatasetReport:
     def render(self) -> str:
         """The readable text report.
 
+        Unreadable files and byte-identical copies are all listed, since each must
+        be dealt with; near-duplicates and ignored files are listed up to ten.
+
         Example:
             >>> print(check_dataset(load_dataset("pets/")).render())  # doctest: +SKIP
         """
@@ -162,34 +172,28 @@ class DatasetReport:
                     f"{split}: {_plural(given, 'image')} given, {bad} cannot be used, "
                     f"{given - bad} used"
                 )
-
         if self.sizes:
-            width, height = self.sizes["width"], self.sizes["height"]
-            lines += [
-                "",
-                f"Image sizes: width {width[0]}-{width[2]} (median {width[1]}), "
-                f"height {height[0]}-{height[2]} (median {height[1]})",
-                f"Modes: {_counter_text(self.modes)}",
-                f"Formats: {_counter_text(self.formats)}",
-            ]
+            lines += ["", *_summary_lines(self)]
 
         sections: list[tuple[str, list[str]]] = [
             (
                 f"Files that cannot be used ({len(self.problems)}):",
-                [problem_line(p, base) for p in self.problems],
+                _problem_lines(self.problems, base),
             ),
             (
                 f"Byte-identical files in different splits ({len(self.duplicates)}):",
-                [duplicate_line(a, b, base) for a, b in self.duplicates],
+                _pair_lines(self.duplicates, base),
             ),
             (
-                "Near-duplicates in different splits (perceptual hash distance "
-                f"<= {self.near_duplicate_distance}) ({len(self.near_duplicates)}):",
-                [duplicate_line(a, b, base, d) for a, b, d in self.near_duplicates],
+                f"Near-duplicates in different splits ({len(self.near_duplicates)}):",
+                _capped(_near_lines(self.near_duplicates, base), _RENDER_MORE),
             ),
             (
                 f"Ignored in the dataset folder ({len(dataset.ignored)}):",
-                [f"{path}: {reason}" for path, reason in dataset.ignored],
+                _capped(
+                    [f"{path}: {reason}" for path, reason in dataset.ignored],
+                    _RENDER_MORE,
+                ),
             ),
             ("Notes:", list(dataset.notes)),
             ("Warnings:", list(self.warnings)),
@@ -197,9 +201,7 @@ class DatasetReport:
         for title, items in sections:
             if items:
                 lines += ["", title, *(f"  {item}" for item in items)]
-        if not (self.problems or self.duplicates or self.near_duplicates):
-            lines += ["", "Every image can be read; no file is shared between splits."]
-        return "\n".join(lines)
+        return "\n".join([*lines, "", *_verdict_lines(self)])
 
 
 def inspect_images(
@@ -243,16 +245,14 @@ def _inspect_paths(
     """Decodes distinct paths in order; see :func:`inspect_images`."""
     if workers < 0:
         raise DataError(f"workers must be 0 or more, got {workers!r}")
-    want_pixels = on_decoded is not None
-    jobs = [(path, max_pixels, want_pixels) for path in paths]
+    decode = functools.partial(
+        try_decode_image, max_pixels=max_pixels, keep_pixels=on_decoded is not None
+    )
 
     results: dict[Path, ImageInfo | ImageError] = {}
     for index, (path, (outcome, rgb)) in enumerate(
-        zip(paths, _run_decodes(jobs, workers), strict=True)
+        zip(paths, _run_decodes(decode, paths, workers), strict=True)
     ):
-        if isinstance(outcome, str):
-            results[path] = ImageError(str(path), outcome)
-            continue
         results[path] = outcome
         if on_decoded is not None and rgb is not None:
             on_decoded(index, rgb)
@@ -260,30 +260,20 @@ def _inspect_paths(
 
 
 def _run_decodes(
-    jobs: list[tuple[Path, int, bool]], workers: int
-) -> Iterator[tuple[ImageInfo | str, np.ndarray | None]]:
+    decode: Callable[[Path], tuple[ImageInfo | ImageError, np.ndarray | None]],
+    paths: list[Path],
+    workers: int,
+) -> Iterator[tuple[ImageInfo | ImageError, np.ndarray | None]]:
     """Decodes in order, in a process pool when workers > 0."""
-    if workers == 0 or len(jobs) < 2:
-        yield from map(_decode_one, jobs)
+    if workers == 0 or len(paths) < 2:
+        yield from map(decode, paths)
         return
-    chunksize = max(1, min(64, len(jobs) // (workers * 4)))
+    chunksize = max(1, min(64, len(paths) // (workers * 4)))
     # Spawned workers start clean: a forked copy of a process that holds torch's
     # thread pools can hang.
     context = multiprocessing.get_context("spawn")
-    with context.Pool(min(workers, len(jobs))) as pool:
-        yield from pool.imap(_decode_one, jobs, chunksize=chunksize)
-
-
-def _decode_one(
-    job: tuple[Path, int, bool],
-) -> tuple[ImageInfo | str, np.ndarray | None]:
-    """Decodes one file; a failure comes back as its reason, which pickles."""
-    path, max_pixels, want_pixels = job
-    try:
-        rgb, info = decode_image(path, max_pixels=max_pixels)
-    except ImageError as err:
-        return err.reason, None
-    return info, rgb if want_pixels else None
+    with context.Pool(min(workers, len(paths))) as pool:
+        yield from pool.imap(decode, paths, chunksize=chunksize)
 
 
 def check_dataset(
@@ -303,7 +293,8 @@ def check_dataset(
         max_pixels: Images with more pixels are reported as problems.
         workers: Processes to decode with; 0 decodes in this process.
         near_duplicate_distance: Images in different splits whose perceptual
-            hashes differ in at most this many of 64 bits are near-duplicates.
+            hashes differ in at most this many of 64 bits are candidates; those
+            whose 16 x 16 thumbnails also agree are near-duplicates.
 
     Returns:
         The report.
@@ -344,8 +335,10 @@ def check_dataset(
         counts[sample.split][sample.label] += 1
     num_given = Counter(sample.split for sample in dataset.samples)
 
-    duplicates = _byte_duplicates(usable, readable)
-    near = _near_duplicates(usable, readable, near_duplicate_distance)
+    duplicates = byte_duplicates(usable, readable)
+    near = near_duplicates(
+        usable, readable, near_duplicate_distance, max_pixels=max_pixels
+    )
     return DatasetReport(
         dataset=dataset,
         infos=readable,
@@ -389,43 +382,26 @@ def raise_for_problems(
     """
     base = _base_folder(report.dataset)
     sections: list[str] = []
+    bad = _plural(len(report.problems), "image")
+    problems = _indented(_capped(_problem_lines(report.problems, base)))
     if report.problems and not skip_bad:
         sections.append(
-            "\n".join(
-                [
-                    f"{_plural(len(report.problems), 'image')} cannot be used:",
-                    *(f"  {problem_line(p, base)}" for p in report.problems),
-                    "Fix or remove these rows, or skip them (skip_bad=True, "
-                    "--skip-bad).",
-                ]
-            )
+            f"{bad} cannot be used:\n{problems}\nFix or remove these rows, or "
+            "skip them (skip_bad=True, --skip-bad)."
         )
     elif report.problems:
-        logger.warning(
-            "leaving out %s that cannot be used:\n%s",
-            _plural(len(report.problems), "image"),
-            "\n".join(f"  {problem_line(p, base)}" for p in report.problems),
-        )
+        logger.warning("leaving out %s that cannot be used:\n%s", bad, problems)
 
+    shared = _plural(len(report.duplicates), "byte-identical file")
+    pairs = _indented(_capped(_pair_lines(report.duplicates, base)))
     if report.duplicates and not allow_duplicates:
         sections.append(
-            "\n".join(
-                [
-                    f"{_plural(len(report.duplicates), 'byte-identical file')} in "
-                    "two splits, which would score a model on images it was "
-                    "trained on:",
-                    *(f"  {duplicate_line(a, b, base)}" for a, b in report.duplicates),
-                    "Remove one copy of each, or go on anyway "
-                    "(allow_duplicates=True, --allow-duplicates).",
-                ]
-            )
+            f"{shared} in two splits, which would score a model on images it was "
+            f"trained on:\n{pairs}\nRemove one copy of each, or go on anyway "
+            "(allow_duplicates=True, --allow-duplicates)."
         )
     elif report.duplicates:
-        logger.warning(
-            "going on with %s in two splits:\n%s",
-            _plural(len(report.duplicates), "byte-identical file"),
-            "\n".join(f"  {duplicate_line(a, b, base)}" for a, b in report.duplicates),
-        )
+        logger.warning("going on with %s in two splits:\n%s", shared, pairs)
 
     train_counts = report.counts.get("train", {})
     empty = [label for label in report.dataset.classes if not train_counts.get(label)]
@@ -439,97 +415,25 @@ def raise_for_problems(
 
     if report.near_duplicates:
         logger.warning(
-            "%s in different splits (perceptual hash distance <= %d); scores may "
+            "%s in different splits (the same picture in other bytes); scores may "
             "be optimistic:\n%s",
             _plural(len(report.near_duplicates), "near-duplicate pair"),
-            report.near_duplicate_distance,
-            "\n".join(
-                f"  {duplicate_line(a, b, base, d)}"
-                for a, b, d in report.near_duplicates
-            ),
+            _indented(_capped(_near_lines(report.near_duplicates, base))),
         )
 
 
 def problem_line(problem: Problem, base: Path | None = None) -> str:
     """One unreadable row in words: "train  train.csv row 3  cut.jpg: truncated"."""
-    path = _display_path(Path(problem.path), base)
-    where = problem.origin if path == problem.origin else f"{problem.origin}  {path}"
-    return f"{problem.split:<5}  {where}: {problem.reason}"
+    return _problem_lines([problem], base)[0]
 
 
 def duplicate_line(
     first: Sample, second: Sample, base: Path | None = None, distance: int | None = None
 ) -> str:
     """One pair of shared files in words, with the hash distance of a near pair."""
-    text = f"{_sample_words(first, base)}  =  {_sample_words(second, base)}"
-    return text if distance is None else f"{text}  (distance {distance})"
-
-
-# Finding shared files.
-
-
-def _byte_duplicates(
-    samples: list[Sample], infos: Mapping[Path, ImageInfo]
-) -> tuple[tuple[Sample, Sample], ...]:
-    """Pairs byte-identical images of different splits."""
-    by_digest: dict[str, dict[str, Sample]] = {}
-    pairs: list[tuple[Sample, Sample]] = []
-    for sample in _split_order(samples):
-        firsts = by_digest.setdefault(infos[sample.path].digest, {})
-        pairs += [
-            (first, sample) for split, first in firsts.items() if split != sample.split
-        ]
-        firsts.setdefault(sample.split, sample)
-    return tuple(pairs)
-
-
-def _near_duplicates(
-    samples: list[Sample], infos: Mapping[Path, ImageInfo], distance: int
-) -> tuple[tuple[Sample, Sample, int], ...]:
-    """Pairs each later-split image with its nearest earlier-split one by hash."""
-    by_split = {split: [s for s in samples if s.split == split] for split in SPLITS}
-    hashes = {
-        split: np.array([infos[s.path].phash for s in group], dtype=np.uint64)
-        for split, group in by_split.items()
-    }
-    pairs: list[tuple[Sample, Sample, int]] = []
-    for later_index, later in enumerate(SPLITS):
-        for sample_index, sample in enumerate(by_split[later]):
-            for earlier in SPLITS[:later_index]:
-                match = _nearest(
-                    hashes[later][sample_index],
-                    hashes[earlier],
-                    by_split[earlier],
-                    infos,
-                    sample,
-                    distance,
-                )
-                if match is not None:
-                    pairs.append((match[0], sample, match[1]))
-    return tuple(pairs)
-
-
-def _nearest(
-    target: np.uint64,
-    hashes: np.ndarray,
-    group: list[Sample],
-    infos: Mapping[Path, ImageInfo],
-    sample: Sample,
-    distance: int,
-) -> tuple[Sample, int] | None:
-    """The nearest sample of a group within the distance whose bytes differ."""
-    digest = infos[sample.path].digest
-    best: tuple[Sample, int] | None = None
-    for start in range(0, len(group), _HASH_BLOCK):
-        block = np.bitwise_count(hashes[start : start + _HASH_BLOCK] ^ target)
-        for offset in np.flatnonzero(block <= distance):
-            candidate = group[start + int(offset)]
-            bits = int(block[offset])
-            if infos[candidate.path].digest == digest:
-                continue
-            if best is None or bits < best[1]:
-                best = (candidate, bits)
-    return best
+    if distance is None:
+        return _pair_lines([(first, second)], base)[0]
+    return _near_lines([(first, second, distance)], base)[0]
 
 
 # Summaries and wording.
@@ -584,9 +488,101 @@ def _count_table(report: DatasetReport) -> list[str]:
     ]
 
 
-def _split_order(samples: list[Sample]) -> list[Sample]:
-    order = {name: index for index, name in enumerate(SPLITS)}
-    return sorted(samples, key=lambda sample: order[sample.split])
+def _summary_lines(report: DatasetReport) -> list[str]:
+    """Sizes, modes and formats of the readable images, one line each."""
+    (low_w, mid_w, high_w), (low_h, mid_h, high_h) = (
+        report.sizes["width"],
+        report.sizes["height"],
+    )
+    if low_w == high_w and low_h == high_h:
+        sizes = f"all {low_w} x {low_h}"
+    else:
+        sizes = (
+            f"width {low_w}-{high_w} (median {mid_w}), "
+            f"height {low_h}-{high_h} (median {mid_h})"
+        )
+    modes = {_MODE_WORDS.get(mode, mode): n for mode, n in report.modes.items()}
+    return [
+        f"Image sizes: {sizes}",
+        f"Modes: {_counter_text(modes)}",
+        f"Formats: {_counter_text(report.formats)}",
+    ]
+
+
+def _verdict_lines(report: DatasetReport) -> list[str]:
+    """The last words of the report: what stops a ranking run, and how to go on."""
+    near = _plural(len(report.near_duplicates), "near-duplicate pair")
+    verb = "does" if len(report.near_duplicates) == 1 else "do"
+    if not (report.problems or report.duplicates):
+        if not report.near_duplicates:
+            return ["Every image can be read; no file is shared between splits."]
+        return [
+            "Every image can be read; no file is byte-identical across splits.",
+            f"The {near} {verb} not stop a run but may make scores optimistic.",
+        ]
+    lines = ["Before ranking:"]
+    if report.problems:
+        lines.append(
+            f"  fix or remove the {_plural(len(report.problems), 'file')} that "
+            f"cannot be used, or leave {_it(report.problems)} out (--skip-bad)"
+        )
+    if report.duplicates:
+        lines.append(
+            f"  remove one copy of the {_plural(len(report.duplicates), 'file')} in "
+            "two splits, or go on anyway (--allow-duplicates)"
+        )
+    if report.near_duplicates:
+        lines.append(
+            f"  the {near} {verb} not stop a run but may make scores optimistic"
+        )
+    return lines
+
+
+def _problem_lines(problems: Sequence[Problem], base: Path | None) -> list[str]:
+    """Unreadable rows in aligned columns: split, origin, path: reason."""
+    rows = []
+    for problem in problems:
+        path = _display_path(Path(problem.path), base)
+        origin = "" if path == problem.origin else problem.origin
+        rows.append((problem.split, origin, path, problem.reason))
+    split_width = max((len(row[0]) for row in rows), default=0)
+    origin_width = max((len(row[1]) for row in rows), default=0)
+    return [
+        f"{split:<{split_width}}  "
+        + (f"{origin:<{origin_width}}  " if origin_width else "")
+        + f"{path}: {reason}"
+        for split, origin, path, reason in rows
+    ]
+
+
+def _pair_lines(pairs: Sequence[tuple[Sample, Sample]], base: Path | None) -> list[str]:
+    """Pairs of shared files, the "=" signs in one column."""
+    words = [(_sample_words(a, base), _sample_words(b, base)) for a, b in pairs]
+    width = max((len(first) for first, _ in words), default=0)
+    return [f"{first:<{width}}  =  {second}" for first, second in words]
+
+
+def _near_lines(
+    triples: Sequence[tuple[Sample, Sample, int]], base: Path | None
+) -> list[str]:
+    """Near-duplicate pairs with their hash distances, aligned."""
+    lines = _pair_lines([(a, b) for a, b, _ in triples], base)
+    width = max(map(len, lines), default=0)
+    return [
+        f"{line:<{width}}  (hash distance {distance})"
+        for line, (_, _, distance) in zip(lines, triples, strict=True)
+    ]
+
+
+def _capped(lines: list[str], where: str = "see dataset.json") -> list[str]:
+    """The first lines of a long list, then how many more there are and where."""
+    if len(lines) <= _MAX_LISTED:
+        return lines
+    return [*lines[:_MAX_LISTED], f"... and {len(lines) - _MAX_LISTED} more ({where})"]
+
+
+def _indented(lines: list[str]) -> str:
+    return "\n".join(f"  {line}" for line in lines)
 
 
 def _base_folder(dataset: Dataset) -> Path | None:
@@ -600,17 +596,27 @@ def _base_folder(dataset: Dataset) -> Path | None:
 
 
 def _display_path(path: Path, base: Path | None) -> str:
-    if base is not None and path.is_relative_to(base):
+    """A path as the user wrote it in a CSV beside base: "x.png", "../images/x.png".
+
+    Paths further out than the folder above base are shown whole.
+    """
+    if base is None:
+        return str(path)
+    if path.is_relative_to(base):
         return path.relative_to(base).as_posix()
+    parent = base.parent
+    if parent.parent != parent and path.is_relative_to(parent):
+        return "../" + path.relative_to(parent).as_posix()
     return str(path)
 
 
 def _sample_words(sample: Sample, base: Path | None) -> str:
-    """A sample as "test  test.csv row 4 (images/x.png)", or "val/cat/x.png"."""
+    """A sample in words, its split named where the origin does not say it."""
     path = _display_path(sample.path, base)
-    if path == sample.origin:
-        return f"{sample.split} {path}"
-    return f"{sample.split} {sample.origin} ({path})"
+    where = path if path == sample.origin else f"{sample.origin} ({path})"
+    if sample.origin.startswith((f"{sample.split}.csv ", f"{sample.split}/")):
+        return where
+    return f"{sample.split} {where}"
 
 
 def _sample_dict(sample: Sample) -> dict[str, str]:
@@ -624,6 +630,10 @@ def _sample_dict(sample: Sample) -> dict[str, str]:
 
 def _counter_text(counter: Mapping[str, int]) -> str:
     return ", ".join(f"{key} {count}" for key, count in counter.items())
+
+
+def _it(items: Collection[object]) -> str:
+    return "it" if len(items) == 1 else "them"
 
 
 def _plural(count: int, noun: str) -> str:

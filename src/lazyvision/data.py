@@ -20,8 +20,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sklearn.model_selection import train_test_split
-
 from lazyvision.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -251,6 +249,9 @@ def _draw_val(samples: list[Sample], *, val_fraction: float, seed: int) -> list[
             f"{_quoted(too_small)}. Add images, drop the class, or give a val split"
         )
     try:
+        # Imported here: scikit-learn's model selection costs seconds to import.
+        from sklearn.model_selection import train_test_split
+
         kept, drawn = train_test_split(
             list(range(len(train))),
             test_size=val_fraction,

@@ -187,6 +187,35 @@ def decode_image(
         return np.asarray(rgb_image), info
 
 
+def try_decode_image(
+    path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, keep_pixels: bool = True
+) -> tuple[ImageInfo | ImageError, np.ndarray | None]:
+    """Decodes one file like :func:`decode_image`, returning a failure, not raising it.
+
+    Made for process pools: a worker that runs it imports only this light module,
+    and both outcomes pickle.
+
+    Args:
+        path: The image file.
+        max_pixels: Largest width x height accepted.
+        keep_pixels: Return the RGB array; without it only the info travels back.
+
+    Returns:
+        (info, pixels or None), or (the ImageError, None) for a file that cannot be
+        used.
+
+    Example:
+        >>> info, _ = try_decode_image("gone.png", keep_pixels=False)
+        >>> info.reason
+        'file not found'
+    """
+    try:
+        rgb, info = decode_image(path, max_pixels=max_pixels)
+    except ImageError as err:
+        return err, None
+    return info, rgb if keep_pixels else None
+
+
 def center_square(rgb: np.ndarray, side: int) -> np.ndarray:
     """Crops the central square of an image and resizes it.
 
@@ -251,6 +280,36 @@ def difference_hash(rgb: np.ndarray) -> int:
     """
     _check_rgb(rgb, "rgb")
     return _dhash(Image.fromarray(rgb))
+
+
+def thumbnail(rgb: np.ndarray, side: int = 16) -> np.ndarray:
+    """Returns a tiny RGB copy of an image, each pixel the mean of its area.
+
+    The whole frame is squeezed to a square, whatever its aspect ratio, with
+    Pillow's box filter, so a resized copy of a picture gives nearly the same
+    thumbnail and colours are kept (unlike :func:`difference_hash`, which only
+    sees brightness steps).
+
+    Args:
+        rgb: An ``(H, W, 3)`` ``uint8`` array.
+        side: The thumbnail side in pixels.
+
+    Returns:
+        A new ``(side, side, 3)`` ``uint8`` array.
+
+    Raises:
+        ValueError: ``rgb`` is not a non-empty ``(H, W, 3)`` ``uint8`` array, or
+            ``side`` is not a positive integer.
+
+    Example:
+        >>> thumbnail(np.zeros((480, 640, 3), np.uint8)).shape
+        (16, 16, 3)
+    """
+    _check_rgb(rgb, "rgb")
+    if side < 1:
+        raise ValueError(f"side must be a positive integer; got {side!r}")
+    small = Image.fromarray(rgb).resize((side, side), Image.Resampling.BOX)
+    return np.array(small)
 
 
 def hamming(a: int, b: int) -> int:
