@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
@@ -145,14 +146,9 @@ class FeatureStore:
         keys = np.asarray(list(digests), dtype="U64")
         matrix = np.ascontiguousarray(embeddings, dtype=np.float32)
         checksum = _checksum(keys, matrix)
-        path = self.folder / f"chunk-{checksum[:20]}.npz"
-        with tempfile.NamedTemporaryFile(
-            dir=self.folder, suffix=".tmp", delete=False
-        ) as f:
-            np.savez(f, digests=keys, embeddings=matrix, checksum=np.array(checksum))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(f.name, path)
+        buffer = io.BytesIO()
+        np.savez(buffer, digests=keys, embeddings=matrix, checksum=np.array(checksum))
+        write_atomic(self.folder / f"chunk-{checksum[:20]}.npz", buffer.getvalue())
 
 
 def _checksum(keys: np.ndarray, matrix: np.ndarray) -> str:

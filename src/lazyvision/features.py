@@ -12,6 +12,7 @@ hardware has it.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import tempfile
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from lazyvision.backbones import Backbone, Preprocessing
-from lazyvision.cache import FeatureStore, locked, stable_hash
+from lazyvision.cache import FeatureStore, locked, stable_hash, write_json_atomic
 from lazyvision.errors import BudgetExceeded, ImageError, ModelError
 from lazyvision.images import DEFAULT_MAX_PIXELS, ImageInfo, center_square, decode_image
 
@@ -127,6 +128,7 @@ class PixelStore:
         self.sources = dict(sources or {})
         self.num_workers = num_workers
         self.max_pixels = max_pixels
+        self.folder = folder
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
         self.paths: list[Path] = []
@@ -140,10 +142,23 @@ class PixelStore:
         self.index: dict[str, int] = {}
         self.used = 0
 
-    def side_for(self, wanted: int) -> int:
-        """The stored side that serves ``wanted``: equal, else the next larger."""
-        larger = [side for side in self.sides if side >= wanted]
-        return larger[0] if larger else self.sides[-1]
+    def for_side(self, side: int) -> PixelStore:
+        """A store that holds ``side``: this one, or a new one decoding on demand.
+
+        A backbone whose preprocessing was not known when the run's store was made
+        (a model from a registered zoo) gets its own store rather than a second
+        resize of another side's squares.
+        """
+        if side in self.arrays:
+            return self
+        return PixelStore(
+            self.capacity,
+            [side],
+            self.folder,
+            sources=self.sources,
+            num_workers=self.num_workers,
+            max_pixels=self.max_pixels,
+        )
 
     def ensure(self, digests: Sequence[str]) -> None:
         """Decodes the images among ``digests`` that the store lacks.
@@ -264,6 +279,8 @@ class Extraction:
         batch_size: The batch size that ran (smaller than asked after running out
             of memory).
         dtype: The compute precision used.
+        images_per_second: Throughput of this extraction, or the one remembered
+            from the extraction that filled the cache.
     """
 
     embeddings: np.ndarray
@@ -271,12 +288,7 @@ class Extraction:
     seconds: float
     batch_size: int
     dtype: str
-
-    @property
-    def images_per_second(self) -> float | None:
-        if self.num_computed == 0 or self.seconds <= 0:
-            return None
-        return self.num_computed / self.seconds
+    images_per_second: float | None = None
 
 
 def extract_features(
@@ -327,20 +339,28 @@ def extract_features(
         start = time.perf_counter()
         used_batch = batch_size
         if missing:
-            pixels.ensure(missing)
-            used_batch = _run_backbone(
-                backbone,
-                missing,
-                pixels=pixels,
-                store=store,
-                into=cached,
-                batch_size=batch_size,
-                device=device,
-                dtype=dtype,
-                deadline=deadline,
-                progress=progress,
-            )
+            side = BatchPreparer.stored_side(backbone.preprocessing)
+            own = pixels.for_side(side)
+            try:
+                own.ensure(missing)
+                used_batch = _run_backbone(
+                    backbone,
+                    missing,
+                    pixels=own,
+                    side=side,
+                    store=store,
+                    into=cached,
+                    batch_size=batch_size,
+                    device=device,
+                    dtype=dtype,
+                    deadline=deadline,
+                    progress=progress,
+                )
+            finally:
+                if own is not pixels:
+                    own.close()
         seconds = time.perf_counter() - start
+        speed = _remember_speed(store.folder, len(missing), seconds)
     embeddings = np.stack([cached[d] for d in digests]) if digests else np.zeros((0, 0))
     return Extraction(
         embeddings=embeddings.astype(np.float32, copy=False),
@@ -348,7 +368,31 @@ def extract_features(
         seconds=seconds,
         batch_size=used_batch,
         dtype=str(dtype).removeprefix("torch."),
+        images_per_second=speed,
     )
+
+
+#: Fewer images than this give no throughput figure worth keeping.
+MIN_IMAGES_FOR_SPEED = 32
+
+
+def _remember_speed(folder: Path, num_computed: int, seconds: float) -> float | None:
+    """Records this extraction's throughput, or recalls the cache entry's.
+
+    Called under the entry's lock, so a run that reads embeddings another run
+    computed reports that run's measured speed.
+    """
+    path = folder / "speed.json"
+    known: float | None = None
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        known = float(json.loads(path.read_text())["images_per_second"])
+    if num_computed == 0 or seconds <= 0:
+        return known
+    measured = num_computed / seconds
+    if num_computed >= MIN_IMAGES_FOR_SPEED or known is None:
+        write_json_atomic(path, {"images_per_second": measured, "images": num_computed})
+        return measured
+    return known
 
 
 def _run_backbone(
@@ -356,6 +400,7 @@ def _run_backbone(
     missing: list[str],
     *,
     pixels: PixelStore,
+    side: int,
     store: FeatureStore,
     into: dict[str, np.ndarray],
     batch_size: int,
@@ -369,9 +414,7 @@ def _run_backbone(
     if device.type in ("cpu", "cuda"):
         model = model.to(memory_format=torch.channels_last)
     model.eval()
-    preprocessing = backbone.preprocessing
-    side = pixels.side_for(BatchPreparer.stored_side(preprocessing))
-    prepare = BatchPreparer(preprocessing, side, device)
+    prepare = BatchPreparer(backbone.preprocessing, side, device)
     for chunk_start in range(0, len(missing), CHUNK_SIZE):
         chunk = missing[chunk_start : chunk_start + CHUNK_SIZE]
         outputs: list[np.ndarray] = []
