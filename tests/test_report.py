@@ -46,6 +46,11 @@ class _Tags(HTMLParser):
         self.addresses += [v or "" for k, v in attrs if k in ("src", "href")]
 
 
+def _plain(text: str) -> str:
+    """The report without the break points that model names carry."""
+    return text.replace("<wbr>", "")
+
+
 def _parse(text: str) -> _Tags:
     parser = _Tags()
     parser.feed(text)
@@ -346,12 +351,12 @@ def test_mistakes_show_thumbnails_or_the_missing_file_name(binary_run: Path) -> 
 
 
 def test_rows_without_test_metrics_and_leaderboard_marks(binary_run: Path) -> None:
-    text = write_report(binary_run).read_text(encoding="utf-8")
+    text = _plain(write_report(binary_run).read_text(encoding="utf-8"))
 
     assert "resnet18</div></td><td>test</td>" in text
     assert "vit_tiny_patch16_224</div></td><td>val</td>" in text
     assert "vit_tiny_patch16_224</div></td><td>test</td>" not in text
-    assert re.search(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", text)
+    assert re.search(r"\d\.\d{3}<br><small[^>]*>\d\.\d{3}–\d\.\d{3}</small>", text)
     assert 'class="badge tied"' in text and 'class="badge pareto"' in text
 
 
@@ -414,7 +419,8 @@ def test_a_run_of_failed_rows_only_still_reports(tmp_path: Path) -> None:
     text = write_report(run_dir).read_text(encoding="utf-8")
 
     assert "no weights for" in text
-    assert "<svg" not in text and "<img" not in text
+    assert "<svg" not in text
+    assert 'id="mistakes"' not in text and 'class="card"' not in text
 
 
 def test_missing_run_json_is_an_error(binary_run: Path) -> None:
@@ -434,3 +440,64 @@ def test_folder_without_rows_is_an_error(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match="has no rows"):
         write_report(tmp_path)
+
+
+def _edit_leaderboard(run_dir: Path, **changes: dict[str, Any]) -> None:
+    path = run_dir / "leaderboard.json"
+    rows = json.loads(path.read_text())
+    for row in rows:
+        row.update(changes.get(row["model"], {}))
+    path.write_text(json.dumps(rows))
+
+
+def test_repeats_limits_and_unknown_ties_are_shown(binary_run: Path) -> None:
+    key = "val_balanced_accuracy"
+    spread = {f"{key}_mean": 0.9, f"{key}_std": 0.05, f"{key}_min": 0.81,
+              f"{key}_max": 0.97, "num_repeats": 3}  # fmt: skip
+    _edit_leaderboard(
+        binary_run,
+        resnet18=spread,
+        vit_tiny_patch16_224={**spread, "tied_with_best": None},
+        pixels={"status": "excluded", "reason": "latency 12.3 ms > 10 ms limit"},
+    )
+    info = json.loads((binary_run / "run.json").read_text())
+    info["settings"].update(num_repeats=3, max_latency_ms=10, max_params=None)
+    (binary_run / "run.json").write_text(json.dumps(info))
+    text = _plain(write_report(binary_run).read_text(encoding="utf-8"))
+    board = text.split('<section id="leaderboard">')[1].split("</section>")[0]
+
+    assert "val balanced accuracy over 3 splits" in board
+    assert '0.900 ± 0.050<br><small title="min–max">0.810–0.970</small>' in board
+    assert "seeds 0–2" in board
+    assert 'class="badge unknown">tie?' in board
+    assert "<dt>Validation</dt><dd>drawn from train, 3 times" in text
+    assert "<dt>Limits</dt><dd>latency ≤ 10 ms per image</dd>" in text
+    # Excluded: after the ranked rows, unranked, with its values and reason.
+    excluded = board.split('<tr class="excluded">')[1].split("</tr>")[0]
+    assert excluded.startswith("<td>—</td>") and "pixels" in excluded
+    assert "latency 12.3 ms &gt; 10 ms limit" in excluded
+    assert board.index("vit_tiny_patch16_224") < board.index('class="excluded"')
+    assert board.index('class="excluded"') < board.index('class="failed"')
+    assert "2 ranked of 4, 1 excluded, 1 failed" in text
+
+
+def test_excluded_rows_are_found_without_leaderboard_json(binary_run: Path) -> None:
+    (binary_run / "leaderboard.json").unlink()
+    info = json.loads((binary_run / "run.json").read_text())
+    info["settings"]["max_latency_ms"] = 5.0  # only vit_tiny is slower
+    (binary_run / "run.json").write_text(json.dumps(info))
+    text = _plain(write_report(binary_run).read_text(encoding="utf-8"))
+
+    assert text.count('<tr class="excluded">') == 1
+    assert "latency 6.667 ms &gt; 5 ms limit" in text  # vit_tiny at 150 images/s
+
+
+def test_names_wrap_at_separators_and_pairs_show_thumbnails(binary_run: Path) -> None:
+    text = write_report(binary_run).read_text(encoding="utf-8")
+
+    assert "vit_<wbr>tiny_<wbr>patch16_<wbr>224" in text
+    dataset = text.split('<section id="dataset">')[1].split("</section>")[0]
+    assert "1 pairs of files with the same bytes." in dataset
+    # The fixture deleted the first file of the pair.
+    assert dataset.count('<div class="sample"><img src="data:image/') == 1
+    assert '<span class="nothumb">no image</span>' in dataset

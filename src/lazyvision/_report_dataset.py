@@ -1,0 +1,170 @@
+"""The report's dataset section: counts per split and class, and what was found.
+
+Pairs of duplicate and near-duplicate images are shown side by side as small
+thumbnails, one line a pair, so a reader can judge a pair at a glance; the lists
+of problems, warnings and ignored files follow, then image sizes and formats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeGuard
+
+from lazyvision._html import (
+    esc,
+    fmt,
+    html_table,
+    shorten,
+    thumbnail_uri,
+    value_html,
+)
+from lazyvision._run_folder import RunFolder
+
+PAIR_THUMBNAIL_SIDE = 48
+#: Pairs drawn with thumbnails; dataset.json has all of them.
+MAX_PAIRS = 24
+#: Longer lists of pairs start folded, so they do not bury the rest of the page.
+MAX_OPEN_PAIRS = 6
+_PAIR_LISTS = {
+    "duplicates": "Duplicates",
+    "near_duplicates": "Near duplicates",
+}
+_OTHER_LISTS = ("problems", "warnings", "notes", "ignored")
+# Shown in the header already, in the table of counts, or with the pairs.
+_SHOWN = frozenset(
+    {
+        "source",
+        "layout",
+        "classes",
+        "splits",
+        "near_duplicate_distance",
+        *_PAIR_LISTS,
+        *_OTHER_LISTS,
+    }
+)
+
+
+def dataset_section(run: RunFolder) -> str:
+    """Counts, duplicate pairs, problems and image facts from dataset.json."""
+    dataset = run.dataset
+    if dataset is None:
+        return '<p class="note">No dataset.json in the run folder.</p>'
+    parts = []
+    splits = dataset.get("splits")
+    if _is_split_table(splits):
+        parts.append("<h3>Images per split and class</h3>" + _counts_html(run, splits))
+    empty = []
+    for key, title in _PAIR_LISTS.items():
+        pairs = dataset.get(key)
+        if pairs and isinstance(pairs, list):
+            parts.append(f"<h3>{title}</h3>" + _pairs_html(run, key, pairs))
+        elif key in dataset:
+            empty.append(title.lower())
+    for key in _OTHER_LISTS:
+        words = key.replace("_", " ")
+        if dataset.get(key):
+            parts.append(f"<h3>{words.capitalize()}</h3>" + value_html(dataset[key]))
+        elif key in dataset:
+            empty.append(words)
+    if empty:
+        parts.append(f"<p>None found: {', '.join(empty)}.</p>")
+    rest = {k: v for k, v in dataset.items() if k not in _SHOWN}
+    if rest:
+        parts.append("<h3>Image sizes, modes and formats</h3>" + value_html(rest))
+    return "".join(parts)
+
+
+def _is_split_table(splits: object) -> TypeGuard[Mapping[str, Mapping[str, Any]]]:
+    return isinstance(splits, dict) and all(
+        isinstance(split, dict) and isinstance(split.get("per_class"), dict)
+        for split in splits.values()
+    )
+
+
+def _counts_html(run: RunFolder, splits: Mapping[str, Mapping[str, Any]]) -> str:
+    names = list(splits)
+    seen = (c for split in splits.values() for c in split["per_class"])
+    classes = list(dict.fromkeys([*run.classes, *seen]))
+    body = []
+    for name in classes:
+        cells = "".join(
+            f'<td class="num">{fmt(splits[s]["per_class"].get(name, 0), 0)}</td>'
+            for s in names
+        )
+        body.append(f"<tr><td>{esc(name)}</td>{cells}</tr>")
+    for key, words in (("usable", "usable images"), ("given", "images given")):
+        cells = "".join(
+            f'<td class="num"><b>{fmt(splits[s].get(key), 0)}</b></td>' for s in names
+        )
+        body.append(f"<tr><td><b>{words}</b></td>{cells}</tr>")
+    return html_table(["class", *[esc(s) for s in names]], body)
+
+
+def _pairs_html(run: RunFolder, key: str, pairs: Sequence[Any]) -> str:
+    """One line per pair: both images with split, label and origin, the distance."""
+    if not all(isinstance(pair, dict) for pair in pairs):
+        return value_html(list(pairs))
+    near = key == "near_duplicates"
+    distance = run.dataset.get("near_duplicate_distance") if run.dataset else None
+    if near:
+        limit = "" if distance is None else f" (perceptual hash distance ≤ {distance})"
+        intro = (
+            f"{len(pairs)} pairs of images in different splits look alike{limit}. "
+            "A model can score on val or test by remembering train, so these "
+            "scores may be optimistic."
+        )
+    else:
+        intro = f"{len(pairs)} pairs of files with the same bytes."
+    shown = pairs[:MAX_PAIRS]
+    head = ["first", "second", *(["distance"] if near else [])]
+    body = []
+    for pair in shown:
+        cells = [
+            _sample_html(run, pair.get("first")),
+            _sample_html(run, pair.get("second")),
+        ]
+        if near:
+            cells.append(f'<span class="num">{esc(pair.get("distance"))}</span>')
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    more = ""
+    if len(pairs) > len(shown):
+        more = (
+            f'<p class="note">… and {len(pairs) - len(shown)} more, listed in '
+            "dataset.json.</p>"
+        )
+    opened = " open" if len(pairs) <= MAX_OPEN_PAIRS else ""
+    return (
+        f'<p class="note">{esc(intro)}</p><details{opened}><summary>'
+        f"{'The' if opened else 'Show the'} {len(shown)} pairs</summary>"
+        + html_table(head, body, css="pairs")
+        + more
+        + "</details>"
+    )
+
+
+def _sample_html(run: RunFolder, sample: object) -> str:
+    """A thumbnail with the sample's split, label, origin and file name."""
+    if not isinstance(sample, dict):
+        return esc(sample)
+    path = str(sample.get("path") or "")
+    uri = thumbnail_uri(_resolve(run, path), PAIR_THUMBNAIL_SIDE) if path else None
+    name = Path(path).name or path
+    picture = (
+        f'<img src="{uri}" alt="{esc(name)}">'
+        if uri is not None
+        else '<span class="nothumb">no image</span>'
+    )
+    facts = [
+        f"<b>{esc(sample.get('split'))}</b> · label {esc(sample.get('label'))}",
+        f"origin: {esc(sample.get('origin'))}",
+        f'<span title="{esc(path)}">{esc(shorten(name, 40))}</span>',
+    ]
+    return f'<div class="sample">{picture}<div>{"<br>".join(facts)}</div></div>'
+
+
+def _resolve(run: RunFolder, filepath: str) -> Path:
+    path = Path(filepath)
+    if not path.is_absolute() and not path.exists():
+        return run.folder / path
+    return path
