@@ -14,9 +14,11 @@ from lazyvision.leaderboard import (
     KEY_COLUMNS,
     WIDE_COLUMNS,
     _shorten_middle,
+    apply_limits,
     format_leaderboard,
     mark_pareto,
     mark_ties,
+    shorten_name,
     sort_rows,
 )
 
@@ -103,7 +105,7 @@ EXPECTED_KEY_TABLE = """\
 3  pixels                             0.600  [0.550,0.650]  0.580  0.660        –   9100       0   *
 4  efficientnet_b0                        –              –      –      –        –   4.57    5.3M
    broken_net                       failed: WeightsError: no weights for broken_net
-   convnext_tiny                    timed out: over the 600 s budget while extracting features …
+   convnext_tiny                    timed out: over the 600 s budget while extracting features for …
 
 = tied with the best on val bal.acc (paired bootstrap, 95%)
 * Pareto front: no other model is both better on val bal.acc and faster"""
@@ -145,7 +147,6 @@ EXPECTED_WIDE_TABLE = """\
 1  resnet18      0.900  [0.870,0.930]  0.890    850   11.7M  0.316    120      no  bfloat16    *  ok      –
    broken_net        –              –      –      –       –      –      –       –  –              failed  no weights
 
-= tied with the best on val bal.acc (paired bootstrap, 95%)
 * Pareto front: no other model is both better on val bal.acc and faster"""
 
 
@@ -349,3 +350,172 @@ def test_missing_values_show_a_dash() -> None:
     rows = [_ok("a", math.nan, val_f1=None, images_per_second=NAN)]
     line = format_leaderboard(rows, sort_metric="val_balanced_accuracy").splitlines()[3]
     assert line.split() == ["1", "a", "–", "–", "–", "–", "–", "–"]
+
+
+def _repeated(
+    model: str, value: float, mean: float, std: float, **values: Any
+) -> dict[str, Any]:
+    """An ok row scored on five validation splits."""
+    key = "val_balanced_accuracy"
+    row = {
+        f"{key}_low": value - 0.03,
+        f"{key}_high": value + 0.02,
+        f"{key}_mean": mean,
+        f"{key}_std": std,
+        f"{key}_min": mean - 2 * std,
+        f"{key}_max": mean + 2 * std,
+        "num_repeats": 5,
+        "tied_with_best": False,
+        "pareto": True,
+        "single_class": False,
+    }
+    return _ok(model, value, **{**row, **values})
+
+
+def _limited_board() -> list[dict[str, Any]]:
+    return [
+        _repeated("convnext_small.fb_in22k_ft_in1k@random", 0.62, 0.6, 0.03,
+                  latency_ms=3.0, num_params=50_220_000, images_per_second=333.0),
+        _repeated("resnet18", 0.9, 0.88, 0.021, latency_ms=1.2,
+                  num_params=11_689_512, images_per_second=850.0),
+        _repeated("vit_base_patch16_224", 0.95, 0.94, 0.012, latency_ms=12.34,
+                  num_params=86_567_656, images_per_second=81.0),
+        _repeated("pixels", 0.1, 0.1, 0.0, latency_ms=0.1, num_params=0,
+                  images_per_second=9100.0, single_class=True),
+        {"model": "broken_net", "status": "failed", "reason": "no weights"},
+    ]  # fmt: skip
+
+
+def test_apply_limits_known_answers() -> None:
+    rows = _limited_board()
+    apply_limits(rows, max_latency_ms=10, max_params=50_000_000)
+    outcome = {row["model"]: (row["status"], row.get("reason")) for row in rows}
+    assert outcome == {
+        "convnext_small.fb_in22k_ft_in1k@random": (
+            "excluded", "50.2M parameters > 50M limit"),
+        "resnet18": ("ok", None),
+        "vit_base_patch16_224": (
+            "excluded", "latency 12.34 ms > 10 ms limit; 86.6M parameters > 50M limit"),
+        "pixels": ("ok", None),
+        "broken_net": ("failed", "no weights"),
+    }  # fmt: skip
+
+
+def test_apply_limits_edges(caplog: pytest.LogCaptureFixture) -> None:
+    rows = [
+        _ok("at_limit", 0.9, latency_ms=10.0, num_params=1_000_000),
+        _ok("just_over", 0.9, latency_ms=10.04, num_params=1_000_001),
+        _ok("unknown", 0.9, latency_ms=None, num_params=NAN),
+    ]
+    with caplog.at_level(logging.WARNING, logger="lazyvision.leaderboard"):
+        apply_limits(rows, max_latency_ms=10, max_params=1e6)
+    assert [row["status"] for row in rows] == ["ok", "excluded", "ok"]
+    # Counts that round alike are written out in full.
+    assert rows[1]["reason"] == (
+        "latency 10.04 ms > 10 ms limit; 1,000,001 parameters > 1,000,000 limit"
+    )
+    assert "unknown: latency_ms unknown" in caplog.text
+    assert "unknown: num_params unknown" in caplog.text
+
+
+def test_apply_limits_without_limits_changes_nothing() -> None:
+    rows = _limited_board()
+    apply_limits(rows)
+    assert rows == _limited_board()
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        (
+            {"max_latency_ms": -1.0},
+            r"max_latency_ms must be a number of 0 or more.*-1\.0",
+        ),
+        ({"max_params": "25M"}, r"max_params must be a number of 0 or more.*'25M'"),
+        ({"max_params": NAN}, r"max_params must be a number of 0 or more.*nan"),
+    ],
+)
+def test_apply_limits_rejects_bad_limits(limits: dict[str, Any], message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        apply_limits(_limited_board(), **limits)
+
+
+def test_excluded_rows_sort_after_ranked_rows_and_before_failed_ones() -> None:
+    rows = [
+        {"model": "x", "status": "failed", "val_balanced_accuracy": 0.99},
+        {**_ok("slow", 0.95), "status": "excluded"},
+        _ok("b", 0.7),
+        {**_ok("big", 0.97), "status": "excluded"},
+        _ok("c", None),
+        {**_ok("odd", None), "status": "excluded"},
+    ]
+    ordered = sort_rows(rows, metric="val_balanced_accuracy")
+    assert [row["model"] for row in ordered] == ["b", "c", "big", "slow", "odd", "x"]
+
+
+EXPECTED_LIMITED_TABLE = """\
+                                       val                      splits  val  val
+#  model                           bal.acc         95% CI     mean±std   F1  AUC  img/s  params
+----------------------------------------------------------------------------------------------------
+1  resnet18                          0.900  [0.870,0.920]  0.880±0.021    –    –    850   11.7M   *
+2  pixels                            0.100  [0.070,0.120]  0.100±0.000    –    –   9100       0   *!
+   vit_base_patch16_224            excluded: latency 12.34 ms > 10 ms limit; 86.6M parameters > 50M…
+   convnext_sm…22k_ft_in1k@random  excluded: 50.2M parameters > 50M limit
+   broken_net                      failed: no weights
+
+* Pareto front: no other model is both better on val bal.acc and faster
+! predicts the same class for every val image: the head learned nothing
+mean±std: val bal.acc over 5 redrawn validation splits"""
+
+
+def test_limits_repeats_and_single_class_table_matches_expected_text() -> None:
+    rows = _limited_board()
+    for row in rows:
+        row.pop("tied_with_best", None)
+    apply_limits(rows, max_latency_ms=10, max_params=50_000_000)
+    text = format_leaderboard(rows, sort_metric="val_balanced_accuracy")
+    assert text == EXPECTED_LIMITED_TABLE
+
+
+def test_repeats_table_fits_100_columns_and_wide_adds_min_max() -> None:
+    rows = [
+        {**row, "model": f"{row['model']}_{index}", "test_balanced_accuracy": 0.5}
+        for index, row in enumerate(_limited_board() * 40)
+    ]
+    text = format_leaderboard(rows, sort_metric="val_balanced_accuracy")
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "mean±std" in text and "min..max" not in text
+
+    wide = format_leaderboard(rows, sort_metric="val_balanced_accuracy", wide=True)
+    assert "0.880±0.021  0.838..0.922" in wide
+    assert "val_balanced_accuracy_mean" not in wide  # drawn, not an extra column
+
+
+def test_shorten_name_keeps_a_random_suffix_whole() -> None:
+    name = "tf_efficientnet_lite0@random"
+    assert shorten_name(name, 20) == "tf_eff…_lite0@random"
+    assert shorten_name(name, 28) == name
+    assert shorten_name(name, 12) == "tf_ef…random"  # too narrow for the suffix
+    assert shorten_name("vit_small_patch14_dinov2.lvd142m", 28) == _shorten_middle(
+        "vit_small_patch14_dinov2.lvd142m", 28
+    )
+
+
+def test_tiny_val_ties_identical_twins_and_cannot_tell_the_rest() -> None:
+    y = np.array([0, 0, 1, 1, 2, 2])  # two images a class: resamples often lack one
+    good = np.eye(3)[y] * 0.7 + 0.1
+    other = np.roll(good, 1, axis=0)
+    predictions = {"good": (y, good), "twin": (y, good.copy()), "other": (y, other)}
+    rows = [_ok("good", 1.0), _ok("twin", 1.0), _ok("other", 0.5)]
+    mark_ties(
+        rows, metric="val_balanced_accuracy", predictions=predictions, positive=None
+    )
+    assert [row["tied_with_best"] for row in rows] == [False, True, None]
+
+    for row in rows:
+        row["pareto"] = False
+    lines = format_leaderboard(rows, sort_metric="val_balanced_accuracy").splitlines()
+    assert [line[-1] for line in lines[3:6]] == ["–", "=", "?"]
+    assert lines[-2].startswith("= tied with the best")
+    assert lines[-1].startswith("? cannot tell whether tied with the best")
+    assert not any(line.startswith("* ") for line in lines)  # no row on the front

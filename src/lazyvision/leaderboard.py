@@ -1,8 +1,9 @@
-"""The leaderboard: row order, the tie and Pareto marks, and the terminal table.
+"""The leaderboard: row order, limits, the tie and Pareto marks, the terminal table.
 
 Rows are the flat dicts the runner writes (see ``leaderboard.csv``): a model name,
-a status ("ok", "failed", "timed out"), timings and "{split}_{metric}" values with
-their "_low" / "_high" bootstrap bounds. Missing values may be None or NaN.
+a status ("ok", "excluded", "failed", "timed out"), timings and "{split}_{metric}"
+values with their "_low" / "_high" bootstrap bounds, and with repeated validation
+splits their "_mean", "_std", "_min" and "_max". Missing values may be None or NaN.
 
 Example:
     >>> rows = [
@@ -78,10 +79,13 @@ WIDE_COLUMNS = (
     "architecture",
     "weights_source",
     "preprocessing",
+    "num_repeats",
     "marks",
     "status",
     "reason",
 )
+#: Summaries of a metric over repeated validation splits, as row-key suffixes.
+REPEAT_SUFFIXES = ("_mean", "_std", "_min", "_max")
 # Costs: a smaller value is better when sorting or drawing the Pareto front.
 _LOWER_IS_BETTER_COLUMNS = frozenset(
     {
@@ -117,6 +121,7 @@ _LABELS = {
     "num_val": ("n", "val"),
     "num_test": ("n", "test"),
     "single_class": ("single", "class"),
+    "num_repeats": ("", "repeats"),
     "input_size": ("input", "size"),
     "weights_source": ("", "weights"),
 }
@@ -137,15 +142,20 @@ _GAP = "  "
 _MISSING = "–"
 _MIN_MODEL_WIDTH = 12
 TIE_MARK = "="
+UNKNOWN_TIE_MARK = "?"
 PARETO_MARK = "*"
+SINGLE_CLASS_MARK = "!"
+EXCLUDED = "excluded"
 
 
 def sort_rows(rows: Sequence[RowT], *, metric: str) -> list[RowT]:
-    """Ok rows best first by ``metric``, then ok rows without it, then failed rows.
+    """Ok rows best first by ``metric``, then excluded rows, then failed rows.
 
     ``metric`` is a row key ("val_f1", "images_per_second") or a bare metric name,
     read as its val column. log_loss, ece and costs (seconds, parameters) sort
-    ascending, everything else descending; equal values keep model-name order.
+    ascending, everything else descending; equal values keep model-name order. Ok
+    rows without the metric follow the ok rows that have it; rows excluded by a
+    limit (see :func:`apply_limits`) are ordered the same way among themselves.
 
     Example:
         >>> rows = [{"model": "a", "status": "ok", "val_log_loss": 0.4},
@@ -158,12 +168,90 @@ def sort_rows(rows: Sequence[RowT], *, metric: str) -> list[RowT]:
 
     def order(row: RowT) -> tuple[int, float, str]:
         name = str(row.get("model", ""))
-        if not _is_ok(row):
-            return (2, 0.0, name)
+        group = 0 if _is_ok(row) else 2 if _is_excluded(row) else 4
+        if group == 4:
+            return (group, 0.0, name)
         value = _number(row.get(key))
-        return (1, 0.0, name) if value is None else (0, sign * value, name)
+        return (group + 1, 0.0, name) if value is None else (group, sign * value, name)
 
     return sorted(rows, key=order)
+
+
+def apply_limits(
+    rows: Sequence[MutableMapping[str, Any]],
+    *,
+    max_latency_ms: float | None = None,
+    max_params: float | None = None,
+) -> None:
+    """Set status "excluded", with the reason, on ok rows over a limit.
+
+    Excluded rows keep their values but are never ranked, marked as tied or put
+    on the Pareto front. A row whose latency or parameter count is unknown is
+    kept, with a warning, since it cannot be shown to break the limit.
+
+    Args:
+        rows: Leaderboard rows, changed in place.
+        max_latency_ms: Largest allowed ``latency_ms`` (per image), or None.
+        max_params: Largest allowed ``num_params``, or None.
+
+    Raises:
+        DataError: A limit is negative or not a number.
+
+    Example:
+        >>> rows = [{"model": "big", "status": "ok", "latency_ms": 12.34},
+        ...         {"model": "small", "status": "ok", "latency_ms": 4.0}]
+        >>> apply_limits(rows, max_latency_ms=10)
+        >>> [(row["status"], row.get("reason")) for row in rows]
+        [('excluded', 'latency 12.34 ms > 10 ms limit'), ('ok', None)]
+    """
+    limits = [
+        ("latency_ms", "max_latency_ms", max_latency_ms),
+        ("num_params", "max_params", max_params),
+    ]
+    for _, argument, limit in limits:
+        if limit is not None and not (_number(limit) is not None and limit >= 0):
+            raise DataError(
+                f"{argument} must be a number of 0 or more, or None; got {limit!r}"
+            )
+    for row in rows:
+        if not _is_ok(row):
+            continue
+        reasons = []
+        for key, _, limit in limits:
+            if limit is None:
+                continue
+            value = _number(row.get(key))
+            if value is None:
+                logger.warning(
+                    "%s: %s unknown, so not checked against its limit",
+                    row.get("model"),
+                    key,
+                )
+            elif value > limit:
+                reasons.append(_limit_reason(key, value, float(limit)))
+        if reasons:
+            row["status"] = EXCLUDED
+            row["reason"] = "; ".join(reasons)
+            logger.info("%s excluded: %s", row.get("model"), row["reason"])
+
+
+def _limit_reason(key: str, value: float, limit: float) -> str:
+    if key == "latency_ms":
+        return f"latency {value:.4g} ms > {limit:g} ms limit"
+    shown, allowed = _short_count(value), _short_count(limit)
+    if shown == allowed:  # too close to tell apart in three digits
+        shown, allowed = f"{value:,.0f}", f"{limit:,.0f}"
+    return f"{shown} parameters > {allowed} limit"
+
+
+def _short_count(number: float) -> str:
+    """11689512 -> "11.7M", 50000000 -> "50M": three significant digits at most."""
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(number) >= size:
+            digits = f"{number / size:.3g}"
+            # 999.95M rounds to "1e+03"; the plain count reads better.
+            return f"{number:,.0f}" if "e" in digits else digits + suffix
+    return f"{number:.0f}"
 
 
 def mark_ties(
@@ -179,9 +267,12 @@ def mark_ties(
 
     The best row is the first of ``sort_rows`` that has predictions. Every other
     ok row with predictions is compared with it by ``paired_bootstrap`` on the
-    same images; the row is tied when the interval of the difference contains 0.
-    The best row itself gets False (it is the reference, shown at rank 1), as do
-    failed rows and rows whose comparison cannot be told.
+    same images; the row is tied when the interval of the difference contains 0,
+    and always when its probabilities equal the best row's. The best row itself
+    gets False (it is the reference, shown at rank 1), as do failed rows and rows
+    without predictions. A row whose comparison cannot be told (the metric is
+    undefined on too many resamples, as when val has a class with one or two
+    images) gets None: unknown, not "worse".
 
     Args:
         rows: Leaderboard rows, changed in place.
@@ -233,6 +324,9 @@ def mark_ties(
                 f"predictions for {row['model']!r} are on other images than for "
                 f"{best['model']!r}; ties need the same images in the same order"
             )
+        if np.array_equal(proba, proba_best):
+            row["tied_with_best"] = True  # every resample would differ by 0
+            continue
         comparison = paired_bootstrap(
             y_best,
             proba_best,
@@ -242,7 +336,14 @@ def mark_ties(
             num_resamples=num_resamples,
             seed=seed,
         )
-        row["tied_with_best"] = comparison.tied is True
+        row["tied_with_best"] = comparison.tied
+        if comparison.tied is None:
+            logger.info(
+                "%s: cannot tell whether tied with %s: %s",
+                row["model"],
+                best["model"],
+                comparison.reason,
+            )
 
 
 def mark_pareto(
@@ -289,11 +390,13 @@ def format_leaderboard(
     """The leaderboard as aligned plain text, with a legend for the marks.
 
     Rows are sorted with ``sort_rows``; the sort metric carries its 95% bootstrap
-    interval. By default the ``KEY_COLUMNS`` are drawn within ``width`` columns,
+    interval and, when the validation split was redrawn, its mean ± std over the
+    splits. By default the ``KEY_COLUMNS`` are drawn within ``width`` columns,
     shortening long model names in the middle (to no less than 12 characters);
-    failed rows show their status and reason across the metric columns. ``wide``
-    draws ``WIDE_COLUMNS`` and any other row keys with no width limit, leaving
-    out columns no row has a value for.
+    excluded and failed rows show their status and reason across the metric
+    columns, below the ranked rows. ``wide`` draws ``WIDE_COLUMNS`` and any other
+    row keys with no width limit, leaving out columns no row has a value for, and
+    adds min..max over the splits.
 
     Args:
         rows: Leaderboard rows.
@@ -341,7 +444,7 @@ def format_leaderboard(
     lines.append("-" * (sum(widths) + len(_GAP) * (len(widths) - 1)))
     for row, line in zip(ordered, cells, strict=True):
         model = keys.index("model")
-        line[model] = _shorten_middle(line[model], widths[model])
+        line[model] = shorten_name(line[model], widths[model])
         if wide or _is_ok(row):
             lines.append(join(line))
         else:
@@ -367,9 +470,18 @@ def _is_ok(row: Mapping[str, Any]) -> bool:
     return row.get("status", "ok") == "ok"
 
 
+def _is_excluded(row: Mapping[str, Any]) -> bool:
+    return row.get("status") == EXCLUDED
+
+
 def _flag(value: Any) -> bool:
     """True for a true boolean only; a NaN from a CSV is not a mark."""
     return isinstance(value, (bool, np.bool_)) and bool(value)
+
+
+def _tie_unknown(row: Mapping[str, Any]) -> bool:
+    """Marked, but the comparison with the best could not be told (None or NaN)."""
+    return "tied_with_best" in row and _is_missing(row["tied_with_best"])
 
 
 def _is_missing(value: Any) -> bool:
@@ -400,10 +512,13 @@ def _has_value(rows: Sequence[Mapping[str, Any]], key: str) -> bool:
             not _is_missing(row.get(mark))
             for row in rows
             for mark in ("tied_with_best", "pareto")
-        )
+        ) or any(_flag(row.get("single_class")) for row in rows)
     if key.endswith("_interval"):
         base = key.removesuffix("_interval")
         return any(_number(row.get(f"{base}_low")) is not None for row in rows)
+    if key.endswith(("_spread", "_range")):
+        base = key.rsplit("_", 1)[0]
+        return any(_number(row.get(f"{base}_mean")) is not None for row in rows)
     return any(not _is_missing(row.get(key)) for row in rows)
 
 
@@ -418,12 +533,18 @@ def _choose_keys(
     chosen = []
     for key in keys:
         if _split_metric(key) is not None and (wide or key == sort_key):
-            candidates = [key, f"{key}_interval"]
+            candidates = [key, f"{key}_interval", f"{key}_spread"]
+            candidates += [f"{key}_range"] if wide else []
         else:
             candidates = [key]
         for candidate in candidates:
             required = candidate in ("rank", "model", sort_key, f"{sort_key}_interval")
-            optional = wide or candidate.startswith("test_") or candidate == "marks"
+            optional = (
+                wide
+                or candidate.startswith("test_")
+                or candidate.endswith(("_spread", "_range"))
+                or candidate == "marks"
+            )
             if required or not optional or _has_value(rows, candidate):
                 chosen.append(candidate)
     return chosen
@@ -435,10 +556,10 @@ def _extra_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     extra: dict[str, None] = {}
     for row in rows:
         for key in row:
-            bound = key.endswith(("_low", "_high")) and _split_metric(
-                key.rsplit("_", 1)[0]
-            )
-            if key not in drawn and not bound:
+            summary = key.endswith(("_low", "_high", *REPEAT_SUFFIXES))
+            if key not in drawn and not (
+                summary and _split_metric(key.rsplit("_", 1)[0])
+            ):
                 extra[key] = None
     return list(extra)
 
@@ -446,6 +567,10 @@ def _extra_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 def _label(key: str) -> tuple[str, str]:
     if key.endswith("_interval"):
         return ("", "95% CI")
+    if key.endswith("_spread"):
+        return ("splits", "mean±std")
+    if key.endswith("_range"):
+        return ("splits", "min..max")
     split_metric = _split_metric(key)
     if split_metric is not None:
         return (split_metric[0], _METRIC_LABELS[split_metric[1]])
@@ -461,11 +586,17 @@ def _cell(key: str, row: Mapping[str, Any], rank: int | None) -> str:
         return "" if rank is None else str(rank)
     if key == "marks":
         tie = TIE_MARK if _flag(row.get("tied_with_best")) else " "
-        return (tie + (PARETO_MARK if _flag(row.get("pareto")) else "")).rstrip()
+        if rank != 1 and _tie_unknown(row):  # the best is the reference
+            tie = UNKNOWN_TIE_MARK
+        pareto = PARETO_MARK if _flag(row.get("pareto")) else " "
+        single = SINGLE_CLASS_MARK if _flag(row.get("single_class")) else ""
+        return (tie + pareto + single).rstrip()
     if key.endswith("_interval"):
         base = key.removesuffix("_interval")
         low, high = _number(row.get(f"{base}_low")), _number(row.get(f"{base}_high"))
         return _MISSING if low is None or high is None else f"[{low:.3f},{high:.3f}]"
+    if key.endswith(("_spread", "_range")):
+        return _summary_cell(key, row)
     value = row.get(key)
     if key in _TEXT_COLUMNS or isinstance(value, str):
         return (
@@ -487,6 +618,22 @@ def _cell(key: str, row: Mapping[str, Any], rank: int | None) -> str:
     return _rate(number)
 
 
+def _summary_cell(key: str, row: Mapping[str, Any]) -> str:
+    """ "mean±std" or "min..max" of a metric over the repeated validation splits."""
+    base, kind = key.rsplit("_", 1)
+    suffixes = ("mean", "std") if kind == "spread" else ("min", "max")
+    first, second = (_number(row.get(f"{base}_{suffix}")) for suffix in suffixes)
+    if first is None:
+        return _MISSING
+    if second is None:
+        return f"{first:.3f}"
+    return (
+        f"{first:.3f}±{second:.3f}"
+        if kind == "spread"
+        else f"{first:.3f}..{second:.3f}"
+    )
+
+
 def _si(number: float, *, billions: str) -> str:
     """5300000 -> "5.3M"; ``billions`` is "B" for parameters, "G" for MACs."""
     for size, suffix in ((1e12, "T"), (1e9, billions), (1e6, "M"), (1e3, "K")):
@@ -500,6 +647,25 @@ def _rate(number: float) -> str:
     if abs(number) >= 100:
         return f"{number:.0f}"
     return f"{number:.1f}" if abs(number) >= 10 else f"{number:.2f}"
+
+
+def shorten_name(name: str, size: int) -> str:
+    """``name`` in at most ``size`` characters, cut in the middle.
+
+    The start and the distinguishing end are kept, and an "@random" suffix (any
+    "@" suffix up to half the size) stays whole, so a control never reads as its
+    pretrained twin.
+
+    Example:
+        >>> shorten_name("tf_efficientnet_lite0@random", 20)
+        'tf_eff…_lite0@random'
+    """
+    if len(name) <= size:
+        return name
+    base, at, suffix = name.rpartition("@")
+    if at and base and len(suffix) + 1 <= size // 2:
+        return _shorten_middle(base, size - len(suffix) - 1) + at + suffix
+    return _shorten_middle(name, size)
 
 
 def _shorten_middle(text: str, size: int) -> str:
@@ -521,8 +687,7 @@ def _failed_line(
 ) -> str:
     """Rank and model, then "status: reason" across the remaining columns."""
     first = keys.index("model") + 1
-    last = keys.index("marks") if "marks" in keys else len(keys)
-    span = sum(widths[first:last]) + len(_GAP) * (last - first - 1)
+    span = sum(widths[first:]) + len(_GAP) * (len(keys) - first - 1)
     status = str(row.get("status", "failed"))
     reason = _cell("reason", row, None)
     text = status if reason == _MISSING else f"{status}: {reason}"
@@ -538,17 +703,34 @@ def _failed_line(
 def _legend(
     rows: Sequence[Mapping[str, Any]], sort_key: str, keys: list[str]
 ) -> list[str]:
-    if "marks" not in keys:
+    if "marks" not in keys and not any(k.endswith("_spread") for k in keys):
         return []
     label = _legend_label(sort_key)
     legend = [""]
-    if any(not _is_missing(row.get("tied_with_best")) for row in rows):
+    # Only the marks the table shows are explained.
+    if any(_flag(row.get("tied_with_best")) for row in rows):
         legend.append(
             f"{TIE_MARK} tied with the best on {label} (paired bootstrap, 95%)"
         )
-    if any(not _is_missing(row.get("pareto")) for row in rows):
+    if any(_is_ok(row) and _tie_unknown(row) for row in rows[1:]):
+        legend.append(
+            f"{UNKNOWN_TIE_MARK} cannot tell whether tied with the best: too few val "
+            "images per class to resample"
+        )
+    if any(_flag(row.get("pareto")) for row in rows):
         legend.append(
             f"{PARETO_MARK} Pareto front: no other model is both better on {label} "
             "and faster"
         )
+    if any(_flag(row.get("single_class")) for row in rows):
+        legend.append(
+            f"{SINGLE_CLASS_MARK} predicts the same class for every val image: "
+            "the head learned nothing"
+        )
+    summaries = [key for key in keys if key.endswith("_spread")]
+    if summaries:
+        repeats = max((_number(row.get("num_repeats")) or 0 for row in rows), default=0)
+        over = f"{repeats:.0f} redrawn" if repeats else "the redrawn"
+        what = label if len(summaries) == 1 else "each val metric"
+        legend.append(f"mean±std: {what} over {over} validation splits")
     return legend
