@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -294,3 +295,49 @@ def test_bad_files_stop_the_run_unless_skipped(
     skipped = pd.read_csv(tmp_path / "run" / "skipped_files.csv")
     assert skipped["origin"].tolist() == ["train.csv row 62"]
     assert np.isfinite(board.iloc[0]["val_accuracy"])
+
+
+def test_limits_exclude_rows_but_keep_them_in_the_files(
+    tmp_path: Path, digits_splits: Path
+) -> None:
+    settings = dataclasses.replace(FAST, max_params=0, max_latency_ms=1e9)
+    board = rank(digits_splits, models=TINY, output=tmp_path / "run", settings=settings)
+
+    assert board["model"].tolist() == ["pixels", "test_resnet@random"]
+    pixels, resnet = board.to_dict(orient="records")
+    assert (pixels["status"], pixels["pareto"]) == ("ok", True)
+    assert resnet["status"] == "excluded"
+    assert resnet["reason"] == "373K parameters > 0 limit"
+    assert not resnet["pareto"] and not resnet["tied_with_best"]
+    assert np.isfinite(resnet["val_balanced_accuracy"])  # scored, then excluded
+    saved = pd.read_csv(tmp_path / "run" / "leaderboard.csv").set_index("model")
+    assert saved.loc["test_resnet@random", "status"] == "excluded"
+    # The finished result is kept: loosening the limit ranks it without rerunning.
+    again = rank(
+        digits_splits, models=TINY, output=tmp_path / "run", settings=FAST
+    ).set_index("model")
+    assert again.loc["test_resnet@random", "status"] == "ok"
+    assert again["num_computed"].sum() == 0
+
+
+def test_the_best_row_is_never_tied_with_itself_and_its_twin_is(
+    tmp_path: Path, digits_splits: Path
+) -> None:
+    # Each pair is one model under two names: the same weights (random controls
+    # are seeded) and the same predictions, whichever pair ranks first.
+    twins = [("pixels", "PIXELS"), ("test_resnet@random", "test-resnet@random")]
+    models = [name for pair in twins for name in pair]
+    board = rank(digits_splits, models=models, output=tmp_path / "run", settings=FAST)
+    rows = board.set_index("model")
+
+    best = board.iloc[0]["model"]
+    assert not rows.loc[best, "tied_with_best"]
+    assert rows["tied_with_best"].sum() >= 1
+    for first, second in twins:
+        assert rows.loc[first, "val_log_loss"] == rows.loc[second, "val_log_loss"]
+        if best in (first, second):
+            twin = second if best == first else first
+            assert rows.loc[twin, "tied_with_best"]
+        else:
+            tied = rows.loc[[first, second], "tied_with_best"].tolist()
+            assert tied[0] == tied[1]

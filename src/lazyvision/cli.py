@@ -1,13 +1,16 @@
 """The ``lazyvision`` command: a thin front over the Python API.
 
-Exit status: 0 when every backbone finished, 3 when some failed or timed out,
-2 for unusable data or arguments, 130 on Ctrl-C, 1 for anything unexpected.
+Exit status: 0 when every backbone finished (excluded by a limit or not), 3 when
+some failed or timed out, 2 for unusable data or arguments, 130 on Ctrl-C, 1 for
+anything unexpected.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -23,6 +26,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_INTERRUPTED = 130
+_HANDLER_NAME = "lazyvision-cli"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,6 +134,26 @@ def _add_run_options(parser: argparse.ArgumentParser, models_default: str = "") 
     run.add_argument("--max-seconds", type=float, help="budget of the whole run")
     run.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with a training set only: score N stratified val draws (seeds SEED "
+        "to SEED+N-1) on the same embeddings and report mean, std, min and max",
+    )
+    run.add_argument(
+        "--max-latency-ms",
+        type=float,
+        metavar="MS",
+        help="exclude backbones slower than this per image from the ranking",
+    )
+    run.add_argument(
+        "--max-params",
+        type=_count,
+        metavar="N",
+        help="exclude backbones with more parameters, e.g. 25M, 1.5B or 300000",
+    )
     run.add_argument("--wide", action="store_true", help="print every column")
     run.add_argument("--report", action="store_true", help="also write report.html")
 
@@ -154,7 +178,28 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         weights=weights,
         allow_download=not args.offline,
         max_seconds_per_model=args.max_seconds_per_model,
+        num_repeats=args.repeats,
+        max_latency_ms=args.max_latency_ms,
+        max_params=args.max_params,
     )
+
+
+_COUNT_SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
+
+
+def _count(text: str) -> int:
+    """A parameter count: "25M", "1.5B", "300k" or a plain number."""
+    match = re.fullmatch(
+        r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmbg]?)\s*", text.lower()
+    )
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a parameter count; use e.g. 25M, 1.5B, 300k or 5000000"
+        )
+    value = float(match.group(1)) * _COUNT_SUFFIXES[match.group(2)]
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is too large a parameter count")
+    return round(value)
 
 
 def _rank(args: argparse.Namespace) -> int:
@@ -206,7 +251,7 @@ def _run_rank(args: argparse.Namespace, data: str) -> int:
         from lazyvision.report import write_report
 
         print(f"report: {write_report(run_dir)}", file=sys.stderr)
-    complete = all(row.get("status") == "ok" for row in rows)
+    complete = all(row.get("status") in ("ok", "excluded") for row in rows)
     return EXIT_OK if complete else EXIT_PARTIAL
 
 
@@ -229,8 +274,15 @@ def _models(args: argparse.Namespace) -> int:
     from lazyvision.backbones import list_models
 
     names = list_models(args.pattern)
+    if not names:
+        print(
+            f"lazyvision: no backbone name matches {args.pattern!r}; try a shorter "
+            "pattern, e.g. 'vit' or '*resnet*'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     print("\n".join(names))
-    return EXIT_OK if names else EXIT_USAGE
+    return EXIT_OK
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -276,7 +328,11 @@ def _configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO
     if verbosity > 1:
         level = logging.DEBUG
+    # One handler however often main() runs in a process (tests, notebooks).
+    for old in [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]:
+        logger.removeHandler(old)
     handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_HANDLER_NAME)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)

@@ -3,9 +3,10 @@
 :func:`evaluate_backbone` is the unit of work: (backbone spec, manifest, cache
 folder, settings) in, one leaderboard row and its predictions out. It reads and
 writes nothing but the cache, so it can run in another process or on another
-machine. :func:`rank` checks the data, decodes every image once, evaluates each
-backbone in turn, saves each result the moment it is finished, and writes the
-leaderboard.
+machine. Each image is embedded once; repeated validation splits refit only the
+probe on those embeddings. :func:`rank` checks the data, decodes every image once,
+evaluates each backbone in turn, saves each result the moment it is finished,
+applies the latency and size limits, and writes the leaderboard.
 """
 
 from __future__ import annotations
@@ -55,13 +56,12 @@ from lazyvision.features import (
     PixelStore,
     decode_files,
     extract_features,
-    feature_key,
     resolve_device,
     resolve_precision,
-    store_side,
+    store_sides,
 )
 from lazyvision.images import DEFAULT_MAX_PIXELS, ImageInfo, file_digest
-from lazyvision.leaderboard import mark_pareto, mark_ties, sort_rows
+from lazyvision.leaderboard import apply_limits, mark_pareto, mark_ties, sort_rows
 from lazyvision.metrics import (
     METRICS,
     bootstrap_intervals,
@@ -95,6 +95,14 @@ class Settings:
         allow_download: Whether timm may fetch weights from its hub.
         max_seconds_per_model: Time budget of one backbone, or ``None``.
         max_pixels: Images with more pixels are rejected as decompression bombs.
+        num_repeats: Validation splits to score. Above 1, and only when val was
+            drawn from train (no val split given), the probe is refitted on
+            ``num_repeats - 1`` more stratified draws with seeds ``seed + 1``
+            onward, and each row gets the mean, std, min and max of its val
+            metrics over all the splits.
+        max_latency_ms: Backbones slower than this per image are excluded from
+            the ranking (kept in the files with status "excluded").
+        max_params: Backbones with more parameters are excluded likewise.
     """
 
     batch_size: int = 64
@@ -108,6 +116,9 @@ class Settings:
     allow_download: bool = True
     max_seconds_per_model: float | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
+    num_repeats: int = 1
+    max_latency_ms: float | None = None
+    max_params: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -119,6 +130,18 @@ class Settings:
         budget = self.max_seconds_per_model
         if budget is not None and budget <= 0:
             raise DataError(f"max_seconds_per_model must be positive, got {budget!r}")
+        if isinstance(self.num_repeats, bool) or not isinstance(self.num_repeats, int):
+            raise DataError(
+                f"num_repeats must be a whole number, got {self.num_repeats!r}"
+            )
+        if self.num_repeats < 1:
+            raise DataError(f"num_repeats must be 1 or more, got {self.num_repeats!r}")
+        for name in ("max_latency_ms", "max_params"):
+            limit = getattr(self, name)
+            if limit is not None and not (
+                isinstance(limit, int | float) and 0 <= limit < math.inf
+            ):
+                raise DataError(f"{name} must be 0 or more, or None; got {limit!r}")
 
 
 @dataclass(frozen=True)
@@ -138,11 +161,14 @@ class Manifest:
 
     Entries are sorted by split and path, so the order of rows in the user's CSV
     files changes nothing downstream: not the probe, not a bootstrap resample.
+    ``val_drawn`` says that val was drawn from train rather than given, so it may
+    be redrawn (``Settings.num_repeats``).
     """
 
     entries: tuple[Entry, ...]
     classes: tuple[str, ...]
     positive_label: str | None
+    val_drawn: bool = False
 
     @classmethod
     def build(
@@ -151,6 +177,8 @@ class Manifest:
         digests: Mapping[Path, str],
         classes: Sequence[str],
         positive_label: str | None,
+        *,
+        val_drawn: bool = False,
     ) -> Manifest:
         entries = sorted(
             (
@@ -167,7 +195,7 @@ class Manifest:
                     f"positive label {positive_label!r} is not a class; classes are "
                     + ", ".join(repr(c) for c in classes)
                 )
-        return cls(tuple(entries), tuple(classes), positive)
+        return cls(tuple(entries), tuple(classes), positive, val_drawn)
 
     def split(self, name: str) -> list[Entry]:
         return [e for e in self.entries if e.split == name]
@@ -216,7 +244,9 @@ def evaluate_backbone(
     """Scores one backbone: embeddings, probe, metrics. Never raises for the model.
 
     A failure of the backbone (unknown name, weights unavailable, an error inside
-    the model, the time budget) becomes a row with its status and reason.
+    the model, the time budget) becomes a row with its status and reason. With
+    ``settings.num_repeats`` above 1 the probe is refitted on redrawn validation
+    splits of the same embeddings (see :func:`redraw_val`).
 
     Args:
         spec: Backbone name, e.g. "resnet50", "resnet50@random" or "pixels".
@@ -231,11 +261,16 @@ def evaluate_backbone(
     Returns:
         The row and the predictions.
 
+    Raises:
+        DataError: ``settings.num_repeats`` is above 1 but the manifest's val
+            split was given rather than drawn.
+
     Example:
         >>> done = evaluate_backbone("pixels", manifest, cache_dir=c)  # doctest: +SKIP
         >>> done.row["val_balanced_accuracy"]  # doctest: +SKIP
         0.93
     """
+    _check_repeats(settings, val_drawn=manifest.val_drawn, source="the manifest")
     started = time.monotonic()
     if settings.max_seconds_per_model is not None:
         own = started + settings.max_seconds_per_model
@@ -283,6 +318,8 @@ def result_key(spec: str, manifest: Manifest, settings: Settings) -> str:
         with contextlib.suppress(OSError):
             weights_id = file_digest(Path(weights))
     device = resolve_device(settings.device)
+    # Added only when used, so results without repeats keep their keys.
+    repeats = ("repeats", settings.num_repeats) if settings.num_repeats > 1 else ()
     return stable_hash(
         "result-v1",
         __version__,
@@ -293,6 +330,7 @@ def result_key(spec: str, manifest: Manifest, settings: Settings) -> str:
         device.type,
         settings.num_resamples,
         settings.seed,
+        *repeats,
     )
 
 
@@ -311,44 +349,31 @@ def _evaluate(
     deadline: float | None,
     progress: Callable[[int], None] | None,
 ) -> Evaluation:
-    backbone = create_backbone(
-        spec, weights=settings.weights, allow_download=settings.allow_download
+    backbone, extraction = _embed(
+        spec,
+        manifest,
+        cache_dir=cache_dir,
+        settings=settings,
+        pixels=pixels,
+        deadline=deadline,
+        progress=progress,
     )
-    if deadline is not None and time.monotonic() > deadline:
-        raise BudgetExceeded("time budget ran out while building the model")
-    digests = [e.digest for e in manifest.entries]
-    device = resolve_device(settings.device)
-    with contextlib.ExitStack() as stack:
-        if pixels is None:
-            pixels = stack.enter_context(
-                _decoded_for(backbone, manifest, cache_dir, settings, device)
-            )
-        extraction = extract_features(
-            backbone,
-            digests,
-            cache_dir=cache_dir,
-            pixels=pixels,
-            batch_size=settings.batch_size,
-            device=device,
-            precision=settings.precision,
-            deadline=deadline,
-            progress=progress,
-        )
     if deadline is not None and time.monotonic() > deadline:
         raise BudgetExceeded("time budget ran out after extraction")
 
     classes = manifest.classes
+    embeddings = extraction.embeddings
     labels = np.array([classes.index(e.label) for e in manifest.entries])
     splits = np.array([e.split for e in manifest.entries])
     train, val = splits == "train", splits == "val"
     probe = fit_probe(
-        extraction.embeddings[train],
+        embeddings[train],
         labels[train],
-        extraction.embeddings[val],
+        embeddings[val],
         labels[val],
         num_classes=len(classes),
     )
-    proba = probe.predict_proba(extraction.embeddings)
+    proba = probe.predict_proba(embeddings)
 
     speed = _speed(backbone, extraction, cache_dir)
     row: dict[str, Any] = {
@@ -360,7 +385,7 @@ def _evaluate(
         "input_size": "x".join(str(s) for s in backbone.preprocessing.input_size),
         "preprocessing": backbone.preprocessing.describe(),
         "precision": extraction.dtype,
-        "embedding_size": int(extraction.embeddings.shape[1]),
+        "embedding_size": int(embeddings.shape[1]),
         "num_params": backbone.num_params,
         "macs_per_image": speed.get("macs_per_image"),
         "extract_seconds": round(extraction.seconds, 4),
@@ -384,7 +409,140 @@ def _evaluate(
     row["single_class"] = predicts_single_class(proba[val])
     if row["single_class"]:
         logger.warning("%s predicts a single class for every validation image", spec)
+    if settings.num_repeats > 1:
+        first = {metric: row.get(f"val_{metric}") for metric in METRICS}
+        row["num_repeats"] = settings.num_repeats
+        row.update(
+            _repeated_val_scores(
+                embeddings,
+                labels,
+                splits,
+                first=first,
+                num_classes=len(classes),
+                positive=positive,
+                settings=settings,
+                deadline=deadline,
+            )
+        )
     return Evaluation(row=row, predictions=_predictions(manifest, labels, proba))
+
+
+def _embed(
+    spec: str,
+    manifest: Manifest,
+    *,
+    cache_dir: Path,
+    settings: Settings,
+    pixels: PixelStore | None,
+    deadline: float | None,
+    progress: Callable[[int], None] | None,
+) -> tuple[Backbone, Extraction]:
+    """Builds the backbone and embeds every image of the manifest, once."""
+    backbone = create_backbone(
+        spec, weights=settings.weights, allow_download=settings.allow_download
+    )
+    if deadline is not None and time.monotonic() > deadline:
+        raise BudgetExceeded("time budget ran out while building the model")
+    digests = [e.digest for e in manifest.entries]
+    device = resolve_device(settings.device)
+    with contextlib.ExitStack() as stack:
+        if pixels is None:
+            pixels = stack.enter_context(
+                _decoded_for(backbone, manifest, cache_dir, settings, device)
+            )
+        extraction = extract_features(
+            backbone,
+            digests,
+            cache_dir=cache_dir,
+            pixels=pixels,
+            batch_size=settings.batch_size,
+            device=device,
+            precision=settings.precision,
+            deadline=deadline,
+            progress=progress,
+        )
+    return backbone, extraction
+
+
+def redraw_val(
+    labels: np.ndarray, splits: np.ndarray, *, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Redraws val from the train and val images, as many of each class as before.
+
+    The pool of each class is ordered by its position in ``splits`` (the
+    manifest's canonical order), so a draw depends on the seed and the images,
+    not on the order of the user's files. Test images are never drawn.
+
+    Args:
+        labels: (N,) class indices of the manifest's entries.
+        splits: (N,) split names of the entries.
+        seed: Seed of the draw.
+
+    Returns:
+        The indices of the new train and val images, each in ascending order.
+
+    Example:
+        >>> labels = np.array([0, 0, 0, 1, 1, 1, 0])
+        >>> splits = np.array(["train"] * 4 + ["val"] * 2 + ["test"])
+        >>> train, val = redraw_val(labels, splits, seed=1)
+        >>> len(train), len(val), bool(6 in train or 6 in val)
+        (4, 2, False)
+    """
+    rng = np.random.default_rng(seed)
+    pool = (splits == "train") | (splits == "val")
+    train_parts, val_parts = [], []
+    for label in np.unique(labels[pool]):
+        members = np.flatnonzero(pool & (labels == label))
+        size = int(np.sum((splits == "val") & (labels == label)))
+        shuffled = rng.permutation(members)
+        val_parts.append(shuffled[:size])
+        train_parts.append(shuffled[size:])
+    return np.sort(np.concatenate(train_parts)), np.sort(np.concatenate(val_parts))
+
+
+def _repeated_val_scores(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    splits: np.ndarray,
+    *,
+    first: Mapping[str, float | None],
+    num_classes: int,
+    positive: int | None,
+    settings: Settings,
+    deadline: float | None,
+) -> dict[str, float | None]:
+    """Mean, std, min and max of each val metric over the drawn and redrawn splits.
+
+    The first split is the one the row is scored on (seed ``settings.seed``); the
+    others are redrawn with the following seeds. Only the probe is refitted.
+    """
+    values = {metric: [first[metric]] for metric in METRICS}
+    for offset in range(1, settings.num_repeats):
+        if deadline is not None and time.monotonic() > deadline:
+            raise BudgetExceeded(f"time budget ran out at repeat {offset + 1}")
+        train, val = redraw_val(labels, splits, seed=settings.seed + offset)
+        probe = fit_probe(
+            embeddings[train],
+            labels[train],
+            embeddings[val],
+            labels[val],
+            num_classes=num_classes,
+        )
+        proba = probe.predict_proba(embeddings[val])
+        scores = compute_metrics(labels[val], proba, positive=positive)
+        for metric in METRICS:
+            values[metric].append(scores.get(metric))
+
+    summary: dict[str, float | None] = {}
+    for metric, found in values.items():
+        defined = np.array([v for v in found if v is not None], dtype=float)
+        key = f"val_{metric}"
+        summary[f"{key}_mean"] = float(defined.mean()) if defined.size else None
+        # The sample standard deviation: the splits are draws from many possible.
+        summary[f"{key}_std"] = float(defined.std(ddof=1)) if defined.size > 1 else None
+        summary[f"{key}_min"] = float(defined.min()) if defined.size else None
+        summary[f"{key}_max"] = float(defined.max()) if defined.size else None
+    return summary
 
 
 def _split_scores(
@@ -440,24 +598,28 @@ def _predictions(
 def _speed(
     backbone: Backbone, extraction: Extraction, cache_dir: Path
 ) -> dict[str, Any]:
-    """Throughput and cost, measured now or remembered from the cached extraction."""
-    dtype = getattr(torch, extraction.dtype)
-    path = cache_dir / "speed" / f"{feature_key(backbone, dtype)}.json"
-    known: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):
-        known = json.loads(path.read_text())
+    """Throughput (measured, or remembered with the embeddings) and MACs per image.
+
+    MACs depend only on the architecture and its input size, so they are counted
+    once and kept in the cache.
+    """
     measured = extraction.images_per_second
-    # A handful of images is too few for a throughput figure worth keeping.
-    if measured is not None and (
-        extraction.num_computed >= 32 or "images_per_second" not in known
-    ):
-        known["images_per_second"] = round(measured, 2)
-        known["latency_ms"] = round(1000.0 / measured, 3)
-    if "macs_per_image" not in known:
-        known["macs_per_image"] = count_macs(backbone)
-    with contextlib.suppress(OSError):
-        write_json_atomic(path, known)
-    return known
+    height, width = backbone.preprocessing.input_size
+    path = (
+        cache_dir / "macs" / f"{safe_name(backbone.architecture)}-{height}x{width}.json"
+    )
+    macs: int | None = None
+    try:
+        macs = json.loads(path.read_text())["macs_per_image"]
+    except (OSError, ValueError, KeyError, TypeError):
+        macs = count_macs(backbone)
+        with contextlib.suppress(OSError):
+            write_json_atomic(path, {"macs_per_image": macs})
+    return {
+        "images_per_second": round(measured, 2) if measured else None,
+        "latency_ms": round(1000.0 / measured, 3) if measured else None,
+        "macs_per_image": macs,
+    }
 
 
 @contextlib.contextmanager
@@ -472,7 +634,7 @@ def _decoded_for(
     sources = {e.digest: Path(e.path) for e in manifest.entries}
     store = PixelStore(
         len(sources),
-        store_side([backbone.preprocessing]),
+        store_sides([backbone.preprocessing]),
         cache_dir / "tmp",
         sources=sources,
         num_workers=_num_workers(settings),
@@ -545,7 +707,8 @@ def rank(
         The leaderboard, sorted; ``.attrs["run_dir"]`` is the run folder.
 
     Raises:
-        DataError: The data cannot be used; the message lists every problem.
+        DataError: The data cannot be used (the message lists every problem), or
+            ``settings.num_repeats`` is above 1 while a val split is given.
         RunInterrupted: Ctrl-C; what finished is saved first.
 
     Example:
@@ -568,15 +731,19 @@ def rank(
             seed=settings.seed,
         )
     )
+    val_drawn = _val_was_drawn(dataset)
+    _check_repeats(settings, val_drawn=val_drawn, source=repr(dataset.source))
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     run_dir = Path(output) if output is not None else default_run_dir(dataset)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    side = store_side([p for p in map(_preprocessing_or_none, specs) if p is not None])
+    sides = store_sides(
+        [p for p in map(_preprocessing_or_none, specs) if p is not None]
+    )
     paths = list(dict.fromkeys(s.path for s in dataset.samples))
     store = PixelStore(
         len(paths),
-        side,
+        sides,
         cache / "tmp",
         num_workers=_num_workers(settings),
         max_pixels=settings.max_pixels,
@@ -594,7 +761,11 @@ def rank(
                 run_dir / "skipped_files.csv",
             )
         manifest = Manifest.build(
-            report.usable(), digests, dataset.classes, settings.positive_label
+            report.usable(),
+            digests,
+            dataset.classes,
+            settings.positive_label,
+            val_drawn=val_drawn,
         )
         store.sources = {e.digest: Path(e.path) for e in manifest.entries}
         run_info = _run_info(dataset, manifest, sort, settings, started_at, specs)
@@ -625,6 +796,26 @@ def default_run_dir(dataset: Dataset) -> Path:
     """``lazyvision-runs/<data set name>``: the same command resumes the same run."""
     name = Path(dataset.source).resolve().name
     return Path("lazyvision-runs") / (safe_name(Path(name).stem) or "data")
+
+
+def _val_was_drawn(dataset: Dataset) -> bool:
+    """Whether the loader drew val from train, as its note says."""
+    # TODO: read a flag of the Dataset once data.py records the draw as data;
+    # the note's wording is all there is today.
+    return any(
+        note.startswith("validation:") and "no val split given" in note
+        for note in dataset.notes
+    )
+
+
+def _check_repeats(settings: Settings, *, val_drawn: bool, source: str) -> None:
+    if settings.num_repeats > 1 and not val_drawn:
+        raise DataError(
+            f"num_repeats (--repeats) is {settings.num_repeats!r}, but repeats need "
+            f"a training set only: {source} gives a val split, and only a split "
+            "drawn from train can be redrawn. Give train images only (class "
+            "folders without train/val, or train.csv alone), or use num_repeats=1"
+        )
 
 
 def _check_models(models: Sequence[str] | None) -> list[str]:
@@ -797,8 +988,11 @@ def _finish(
     manifest: Manifest | None,
     settings: Settings,
 ) -> pd.DataFrame:
-    """Marks ties and the Pareto front, sorts, and writes the leaderboard files."""
+    """Applies the limits, marks ties and the front, sorts, writes the leaderboard."""
     rows = [dict(e.row) for e in evaluations.values()]
+    apply_limits(
+        rows, max_latency_ms=settings.max_latency_ms, max_params=settings.max_params
+    )
     if manifest is not None and rows:
         classes = list(manifest.classes)
         split = sort.split("_", 1)[0] if sort.startswith(SPLIT_METRICS) else "val"

@@ -1,0 +1,316 @@
+"""The ``lazyvision`` command, run through ``cli.main`` and as a real process."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lazyvision.cli import main
+from lazyvision.leaderboard import format_leaderboard
+from lazyvision.sample import write_digits_sample
+
+TINY = "pixels,test_resnet@random"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """``main`` configures the package logger; later tests get it back untouched."""
+    package = logging.getLogger("lazyvision")
+    handlers, level = list(package.handlers), package.level
+    yield
+    package.handlers[:] = handlers
+    package.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """80 digit images; small enough that a warm CLI run takes a second."""
+    root = tmp_path_factory.mktemp("digits8")
+    return write_digits_sample(root, num_per_class=8)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One embedding cache for the module: the first run computes, the rest read."""
+    return tmp_path_factory.mktemp("cli-cache")
+
+
+def _rank(splits: Path, run: Path, cache: Path, *options: str) -> list[str]:
+    return [
+        "rank",
+        str(splits),
+        "--models",
+        TINY,
+        "--output",
+        str(run),
+        "--cache-dir",
+        str(cache),
+        "--resamples",
+        "100",
+        *options,
+    ]
+
+
+def _console_script() -> list[str]:
+    script = Path(sys.executable).with_name("lazyvision")
+    return (
+        [str(script)] if script.exists() else [sys.executable, "-m", "lazyvision.cli"]
+    )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _table_models(out: str) -> list[str]:
+    """Model names of the printed leaderboard, top to bottom."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if set(line) == {"-"})
+    models = []
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            break
+        words = line.split()
+        models.append(words[1] if words[0].isdigit() else words[0])
+    return models
+
+
+# rank
+
+
+def test_rank_prints_the_leaderboard_and_saves_the_run(
+    tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    status = main(_rank(splits, run, cache))
+    out, err = capsys.readouterr()
+
+    assert status == 0, err
+    saved = json.loads((run / "leaderboard.json").read_text())
+    expected = format_leaderboard(saved, sort_metric="val_balanced_accuracy")
+    assert out == expected + "\n"  # the leaderboard and nothing else
+    assert _table_models(out) == [row["model"] for row in saved]
+    assert sorted(_table_models(out)) == ["pixels", "test_resnet@random"]
+    assert "bal.acc" in out.splitlines()[1]
+    assert max(len(line) for line in out.splitlines()) <= 100
+    assert f"saved to {run}" in err
+    assert "saved to" not in out
+
+    for name in ("leaderboard.csv", "leaderboard.json", "run.json", "dataset.json"):
+        assert (run / name).is_file(), name
+    for folder in ("pixels", "test_resnet_random"):
+        predictions = pd.read_csv(run / "models" / folder / "predictions.csv")
+        assert len(predictions) == 80
+
+
+def test_legend_explains_only_marks_the_table_shows(
+    tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_rank(splits, tmp_path / "run", cache)) == 0
+    out = capsys.readouterr().out
+    table, _, legend = out.partition("\n\n")
+    rows = table.split("-\n")[-1].splitlines()
+    for mark in "=?*!":
+        explained = any(line.startswith(f"{mark} ") for line in legend.splitlines())
+        shown = any(mark in line.split()[-1] for line in rows)
+        assert explained == shown, f"legend of {mark!r} without the mark:\n{out}"
+
+
+def test_sort_by_log_loss_is_ascending(
+    tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    assert main(_rank(splits, run, cache, "--sort", "val_log_loss")) == 0
+    out = capsys.readouterr().out
+
+    board = pd.read_csv(run / "leaderboard.csv")
+    losses = board["val_log_loss"].tolist()
+    assert losses == sorted(losses)
+    assert _table_models(out) == board["model"].tolist()
+    assert "log-loss" in out.splitlines()[1]
+
+
+def test_unknown_sort_column_is_a_usage_error_with_suggestions(
+    tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(_rank(splits, tmp_path / "run", cache, "--sort", "val_balanced_acc"))
+    out, err = capsys.readouterr()
+
+    assert status == 2
+    assert out == ""
+    assert "'val_balanced_acc'" in err
+    assert "did you mean 'val_balanced_accuracy'" in err
+
+
+def test_misspelt_model_is_a_failed_row_and_a_partial_exit(
+    tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    argv = _rank(splits, run, cache)
+    argv[argv.index(TINY)] = "pixels,resnet5O"
+    status = main(argv)
+    out, err = capsys.readouterr()
+
+    assert status == 3
+    rows = {
+        row["model"]: row for row in json.loads((run / "leaderboard.json").read_text())
+    }
+    assert rows["pixels"]["status"] == "ok"
+    assert rows["resnet5O"]["status"] == "failed"
+    assert "did you mean 'resnet50'" in rows["resnet5O"]["reason"]
+    assert _table_models(out) == ["pixels", "resnet5O"]
+    assert "failed" in out
+    assert "'resnet50'" in err  # the full reason is logged where the user sees it
+
+
+def test_log_lines_are_not_repeated_by_a_second_run_in_one_process(
+    tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = _rank(splits, tmp_path / "run", cache)
+    argv[argv.index(TINY)] = "pixels,resnet5O"
+    for _ in range(2):
+        assert main(argv) == 3
+        err = capsys.readouterr().err
+        assert err.count("resnet5O failed") == 1, err
+
+
+def test_weights_without_equals_sign_is_a_usage_error(
+    tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(_rank(splits, tmp_path / "run", cache, "--weights", "x"))
+    out, err = capsys.readouterr()
+
+    assert status == 2
+    assert out == ""
+    assert "--weights takes NAME=PATH, got 'x'" in err
+
+
+# models
+
+
+def test_models_lists_the_names_matching_a_pattern(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["models", "vit"]) == 0
+    names = capsys.readouterr().out.split()
+    assert "vit_small_patch16_224" in names
+    assert all("vit" in name for name in names)
+
+    assert main(["models", "pix"]) == 0
+    assert "pixels" in capsys.readouterr().out.split()
+
+
+def test_models_without_a_match_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["models", "zzzz"])
+    out, err = capsys.readouterr()
+
+    assert status == 2
+    assert out.strip() == ""
+    assert "'zzzz'" in err
+
+
+# report
+
+
+def test_report_is_written_by_rank_and_by_the_report_command(
+    tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    assert main(_rank(splits, run, cache, "--report")) == 0
+    html = run / "report.html"
+    assert "<html" in html.read_text().lower()
+    assert "report:" in capsys.readouterr().err
+
+    html.unlink()
+    assert main(["report", str(run)]) == 0
+    assert capsys.readouterr().out.strip() == str(html)
+    assert "test_resnet@random" in html.read_text()
+
+
+# demo
+
+
+def test_demo_lite0_beats_its_random_twin_and_pixels_offline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Pretrained EfficientNet-Lite0 beats its random-weight twin and the pixel
+    baseline on a digits split, with the weights of the pip package, offline."""
+    run = tmp_path / "run"
+    models = "pixels,tf_efficientnet_lite0,tf_efficientnet_lite0@random"
+    argv = ["demo", "--data-dir", str(tmp_path / "digits"), "--output", str(run)]
+    argv += ["--models", models, "--cache-dir", str(tmp_path / "cache")]
+    status = main([*argv, "--offline", "--resamples", "100"])
+    out, err = capsys.readouterr()
+
+    assert status == 0, err
+    assert "digits sample written to" in err
+    board = pd.read_csv(run / "leaderboard.csv").set_index("model")
+    assert board.loc["tf_efficientnet_lite0", "weights_source"].startswith("package")
+    assert board["num_val"].min() == 80  # the default sample: 30 per class
+    for metric in ("val_balanced_accuracy", "test_balanced_accuracy"):
+        pretrained = board.loc["tf_efficientnet_lite0", metric]
+        assert pretrained > board.loc["tf_efficientnet_lite0@random", metric], metric
+        assert pretrained > board.loc["pixels", metric], metric
+    assert _table_models(out)[0] == "tf_efficientnet_lite0"
+
+
+# the console script
+
+
+def test_console_script_prints_the_version() -> None:
+    from lazyvision import __version__
+
+    done = subprocess.run(
+        [*_console_script(), "--version"], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == __version__
+
+
+def test_ctrl_c_keeps_what_finished_and_the_rerun_resumes(
+    tmp_path: Path, digits_splits: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    models = "pixels,test_efficientnet@random,test_resnet@random"
+    arguments = ["rank", str(digits_splits), "--models", models, "--output", str(run)]
+    arguments += ["--cache-dir", str(tmp_path / "cache"), "--resamples", "100"]
+
+    process = subprocess.Popen(
+        [*_console_script(), *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A suite started in the background inherits SIGINT ignored; Ctrl-C is not.
+        preexec_fn=_default_sigint,
+    )
+    finished = run / "models" / "pixels" / "row.json"
+    give_up = time.monotonic() + 300  # a safety net against hanging, not a check
+    while not finished.exists() and process.poll() is None:
+        if time.monotonic() > give_up:
+            process.kill()
+            pytest.fail("pixels never finished")
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=300)
+
+    assert process.returncode == 130, err
+    assert _table_models(out) == ["pixels"]
+    assert f"--output {run}" in err
+    assert "resume" in err
+    assert not (run / "models" / "test_resnet_random" / "row.json").exists()
+
+    # The same command again, in this process: it spares a second start-up.
+    assert main(arguments) == 0, capsys.readouterr().err
+    board = pd.read_csv(run / "leaderboard.csv").set_index("model")
+    assert sorted(board.index) == sorted(models.split(","))
+    assert (board["status"] == "ok").all()
+    assert board.loc["pixels", "num_computed"] == 0
+    assert board.loc["test_resnet@random", "num_computed"] == 120
