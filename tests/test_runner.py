@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -341,3 +342,93 @@ def test_the_best_row_is_never_tied_with_itself_and_its_twin_is(
         else:
             tied = rows.loc[[first, second], "tied_with_best"].tolist()
             assert tied[0] == tied[1]
+
+
+def test_missing_files_are_skipped_with_skip_bad(
+    tmp_path: Path, digits_splits: Path
+) -> None:
+    data = _split_csvs(digits_splits, tmp_path / "data", shuffle=None)
+    train = pd.read_csv(data / "train.csv", dtype=str)
+    train.loc[len(train)] = [str(tmp_path / "gone.png"), "3"]
+    train.to_csv(data / "train.csv", index=False)
+    board = rank(
+        data, models=["pixels"], output=tmp_path / "run", settings=FAST, skip_bad=True
+    )
+    assert board.iloc[0]["status"] == "ok"
+    skipped = pd.read_csv(tmp_path / "run" / "skipped_files.csv")
+    assert skipped["reason"].tolist() == ["file not found"]
+
+
+def test_cached_result_names_the_current_files(
+    tmp_path: Path, digits_splits: Path
+) -> None:
+    cache = tmp_path / "cache"
+    rank(
+        digits_splits,
+        models=["pixels"],
+        output=tmp_path / "a",
+        cache_dir=cache,
+        settings=FAST,
+    )
+    moved = tmp_path / "moved"
+    shutil.copytree(digits_splits.parent, moved)
+    board = rank(
+        moved / "splits",
+        models=["pixels"],
+        output=tmp_path / "b",
+        cache_dir=cache,
+        settings=FAST,
+    )
+    assert board.iloc[0]["num_computed"] == 0
+    predictions = pd.read_csv(tmp_path / "b" / "models" / "pixels" / "predictions.csv")
+    assert predictions["filepath"].str.startswith(str(moved)).all()
+    first = pd.read_csv(tmp_path / "a" / "models" / "pixels" / "predictions.csv")
+    columns = [c for c in first.columns if c.startswith("p:")]
+    np.testing.assert_allclose(
+        first.set_index("digest").loc[predictions["digest"], columns].to_numpy(),
+        predictions[columns].to_numpy(),
+    )
+
+
+def test_models_may_be_one_comma_separated_string(
+    tmp_path: Path, digits_splits: Path
+) -> None:
+    board = rank(digits_splits, models="pixels", output=tmp_path / "run", settings=FAST)
+    assert board["model"].tolist() == ["pixels"]
+
+
+def test_default_run_folders_of_same_named_folders_differ(tmp_path: Path) -> None:
+    from lazyvision.data import load_dataset
+    from lazyvision.runner import default_run_dir
+
+    folders = []
+    for parent in ("a", "b"):
+        data = _solid_folders(tmp_path / parent / "splits")
+        folders.append(default_run_dir(load_dataset(data)))
+    assert folders[0] != folders[1]
+    assert all(f.name.startswith("splits-") for f in folders)
+
+
+def test_a_one_class_validation_split_is_not_flagged_single_class(
+    tmp_path: Path,
+) -> None:
+    data = _solid_folders(tmp_path / "data")
+    shutil.rmtree(data / "val" / "blue")
+    board = rank(data, models=["pixels"], output=tmp_path / "run", settings=FAST)
+    row = board.iloc[0]
+    assert row["status"] == "ok"
+    assert not row["single_class"]
+    assert row["val_accuracy"] == 1.0
+
+
+def test_asking_for_a_missing_gpu_is_refused_up_front() -> None:
+    import torch
+
+    from lazyvision.errors import ModelError
+    from lazyvision.features import resolve_device
+
+    if torch.cuda.is_available():
+        assert resolve_device("cuda").type == "cuda"
+    else:
+        with pytest.raises(ModelError, match="no CUDA GPU"):
+            resolve_device("cuda")

@@ -38,8 +38,9 @@ from lazyvision.images import ImageInfo
 
 logger = logging.getLogger(__name__)
 
-#: Bump when the meaning of cached embeddings or results changes.
-CACHE_VERSION = "1"
+#: Part of every cache key: bump it when the meaning of cached embeddings or
+#: results changes, so that an upgrade never serves numbers of older code.
+CACHE_VERSION = "2"
 
 
 def default_cache_dir() -> Path:

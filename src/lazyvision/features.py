@@ -27,7 +27,13 @@ import torch
 import torch.nn.functional as F
 
 from lazyvision.backbones import Backbone, Preprocessing
-from lazyvision.cache import FeatureStore, locked, stable_hash, write_json_atomic
+from lazyvision.cache import (
+    CACHE_VERSION,
+    FeatureStore,
+    locked,
+    stable_hash,
+    write_json_atomic,
+)
 from lazyvision.errors import BudgetExceeded, ImageError, ModelError
 from lazyvision.images import DEFAULT_MAX_PIXELS, ImageInfo, center_square, decode_image
 
@@ -47,11 +53,17 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        chosen = torch.device(device)
     except RuntimeError as err:
         raise ModelError(
             f"device {device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'"
         ) from err
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(
+            f"device {device!r} was asked for, but torch sees no CUDA GPU here; "
+            "use 'auto' or 'cpu'"
+        )
+    return chosen
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
@@ -84,7 +96,8 @@ def feature_key(backbone: Backbone, dtype: torch.dtype) -> str:
     if not backbone.reduced_precision_ok:
         dtype = torch.float32
     return stable_hash(
-        "features-v1",
+        "features",
+        CACHE_VERSION,
         backbone.architecture,
         backbone.weights_id,
         backbone.preprocessing,

@@ -41,6 +41,7 @@ from lazyvision.backbones import (
     resolve_preprocessing,
 )
 from lazyvision.cache import (
+    CACHE_VERSION,
     ImageFacts,
     ResultStore,
     default_cache_dir,
@@ -282,7 +283,8 @@ def evaluate_backbone(
         logger.info("%s: finished result found in the cache", spec)
         row = cached["row"]
         row["num_computed"] = 0
-        return Evaluation(row=row, predictions=pd.DataFrame(cached["predictions"]))
+        predictions = _rekey_predictions(pd.DataFrame(cached["predictions"]), manifest)
+        return Evaluation(row=row, predictions=predictions)
     try:
         evaluation = _evaluate(
             spec,
@@ -321,7 +323,8 @@ def result_key(spec: str, manifest: Manifest, settings: Settings) -> str:
     # Added only when used, so results without repeats keep their keys.
     repeats = ("repeats", settings.num_repeats) if settings.num_repeats > 1 else ()
     return stable_hash(
-        "result-v1",
+        "result",
+        CACHE_VERSION,
         __version__,
         spec,
         weights_id,
@@ -406,9 +409,13 @@ def _evaluate(
             row.update(
                 _split_scores(split, labels[mask], proba[mask], positive, settings)
             )
-    row["single_class"] = predicts_single_class(proba[val])
+    # Judged over every scored image: on a split holding one class, predicting
+    # that class everywhere is right, not degenerate.
+    scored = splits != "train"
+    present = len(np.unique(labels[scored])) > 1
+    row["single_class"] = present and predicts_single_class(proba[scored])
     if row["single_class"]:
-        logger.warning("%s predicts a single class for every validation image", spec)
+        logger.warning("%s predicts a single class for every scored image", spec)
     if settings.num_repeats > 1:
         first = {metric: row.get(f"val_{metric}") for metric in METRICS}
         row["num_repeats"] = settings.num_repeats
@@ -588,11 +595,25 @@ def _predictions(
             "filepath": [e.path for e in manifest.entries],
             "label": [e.label for e in manifest.entries],
             "predicted": [classes[i] for i in proba.argmax(axis=1)],
+            "digest": [e.digest for e in manifest.entries],
         }
     )
     for index, name in enumerate(classes):
         frame[f"p:{name}"] = proba[:, index]
     return frame
+
+
+def _rekey_predictions(cached: pd.DataFrame, manifest: Manifest) -> pd.DataFrame:
+    """A cached result's predictions, named by this manifest's files and rows.
+
+    A result is cached by image content, so it may have been computed for the
+    same images under other paths; probabilities follow the content digest.
+    """
+    columns = [f"p:{name}" for name in manifest.classes]
+    by_digest = cached.drop_duplicates("digest").set_index("digest")[columns]
+    proba = by_digest.loc[[e.digest for e in manifest.entries]].to_numpy(dtype=float)
+    labels = np.array([manifest.classes.index(e.label) for e in manifest.entries])
+    return _predictions(manifest, labels, proba)
 
 
 def _speed(
@@ -794,8 +815,10 @@ def rank(
 
 def default_run_dir(dataset: Dataset) -> Path:
     """``lazyvision-runs/<data set name>``: the same command resumes the same run."""
-    name = Path(dataset.source).resolve().name
-    return Path("lazyvision-runs") / (safe_name(Path(name).stem) or "data")
+    source = Path(dataset.source).resolve()
+    # The path's hash keeps two data sets in folders of the same name apart.
+    name = safe_name(source.stem) or "data"
+    return Path("lazyvision-runs") / f"{name}-{stable_hash(str(source))[:6]}"
 
 
 def _val_was_drawn(dataset: Dataset) -> bool:
@@ -818,9 +841,11 @@ def _check_repeats(settings: Settings, *, val_drawn: bool, source: str) -> None:
         )
 
 
-def _check_models(models: Sequence[str] | None) -> list[str]:
+def _check_models(models: Sequence[str] | str | None) -> list[str]:
     if models is None:
         return list(DEFAULT_MODELS)
+    if isinstance(models, str):
+        models = models.split(",")
     specs = [m.strip() for m in models if m.strip()]
     if not specs:
         raise DataError("models is empty; name at least one backbone, e.g. 'pixels'")
@@ -859,7 +884,8 @@ def _scan(
     """Hashes every file, decodes those the cache knows nothing of, checks the set."""
     digests: dict[Path, str] = {}
     for path in paths:
-        with contextlib.suppress(OSError):
+        # An unreadable file gets its reason from the decode pass below.
+        with contextlib.suppress(OSError, ImageError):
             digests[path] = file_digest(path)
     facts = ImageFacts(cache_dir / "images.sqlite")
     known = facts.get(list(digests.values()))
