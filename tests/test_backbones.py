@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import email.message
+import errno
 import hashlib
 import importlib
+import socket
+import urllib.error
 from pathlib import Path
 
 import huggingface_hub
@@ -463,18 +467,23 @@ def test_url_weights_without_download_raise(
         create_backbone("xception", allow_download=False)
 
 
-def test_hub_weights_load_from_the_local_cache(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def _cache_test_resnet(cache: Path) -> dict[str, torch.Tensor]:
+    """Puts random test_resnet weights where huggingface_hub keeps its downloads."""
     # The layout huggingface_hub keeps: refs name a snapshot holding the files.
-    repo = tmp_path / "models--timm--test_resnet.r160_in1k"
+    repo = cache / "models--timm--test_resnet.r160_in1k"
     snapshot = repo / "snapshots" / "0123abcd"
     snapshot.mkdir(parents=True)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0123abcd")
     state = _random_state_dict("test_resnet")
     safetensors.torch.save_file(state, str(snapshot / "model.safetensors"))
+    return state
+
+
+def test_hub_weights_load_from_the_local_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    state = _cache_test_resnet(tmp_path)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
 
     backbone = create_backbone("test_resnet", allow_download=False)
@@ -483,6 +492,92 @@ def test_hub_weights_load_from_the_local_cache(
     assert all(torch.equal(loaded[key], state[key]) for key in loaded)
     assert backbone.weights_source == "timm hub"
     assert backbone.weights_id == "timm-hub:timm/test_resnet.r160_in1k"
+
+
+# The timm hub, unreachable
+
+
+@pytest.fixture
+def _hub_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hub failure a test remembers is forgotten after it."""
+    monkeypatch.setattr(backbones, "_hub_failure", None)
+
+
+def _raised(error: BaseException, cause: BaseException | None = None) -> BaseException:
+    """``error`` as it arrives when raised, from ``cause`` if given."""
+    try:
+        raise error from cause
+    except BaseException as caught:
+        return caught
+
+
+# What timm's downloads raise without a network: huggingface_hub wraps its
+# client's error, torch.hub's urllib names the socket error.
+_UNREACHABLE = {
+    "hub": lambda: _raised(
+        huggingface_hub.errors.LocalEntryNotFoundError("check your connection"),
+        TimeoutError("timed out"),
+    ),
+    "url": lambda: urllib.error.URLError(
+        socket.gaierror(-3, "Temporary failure in name resolution")
+    ),
+    "errno": lambda: OSError(errno.ENETUNREACH, "Network is unreachable"),
+}
+# Failures that say nothing about the network.
+_REACHABLE = {
+    "http status": lambda: urllib.error.HTTPError(
+        "https://x", 404, "Not Found", email.message.Message(), None
+    ),
+    "checkpoint": lambda: RuntimeError("Error(s) in loading state_dict"),
+    "offline": lambda: _raised(
+        huggingface_hub.errors.LocalEntryNotFoundError("offline"),
+        huggingface_hub.errors.OfflineModeIsEnabled("HF_HUB_OFFLINE is set"),
+    ),
+    "cache only": lambda: huggingface_hub.errors.LocalEntryNotFoundError("no file"),
+}
+
+
+@pytest.mark.usefixtures("_hub_memory")
+@pytest.mark.parametrize("kind", sorted(_REACHABLE))
+def test_other_hub_failures_are_not_remembered(kind: str) -> None:
+    assert not backbones._remember_hub_failure(_REACHABLE[kind]())
+    assert backbones._hub_failure is None
+
+
+@pytest.mark.usefixtures("_hub_memory")
+@pytest.mark.parametrize("kind", sorted(_UNREACHABLE))
+def test_unreachable_hub_fails_later_loads_at_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, kind: str
+) -> None:
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    assert backbones._remember_hub_failure(_UNREACHABLE[kind]())
+
+    # allow_download=True: only the remembered failure stops a download here
+    # (HF_HUB_OFFLINE stays set as a second guard).
+    with pytest.raises(WeightsError, match="could not be reached") as caught:
+        create_backbone("test_resnet", allow_download=True)
+    message = str(caught.value)
+    assert "unreachable earlier in this process" in message
+    assert "HF_HUB_OFFLINE" not in message
+    for advice in (
+        "--offline",
+        "--weights test_resnet=PATH",
+        "tf_efficientnet_lite0, tf_efficientnet_lite1, tf_efficientnet_lite2",
+        "'test_resnet@random'",
+    ):
+        assert advice in message
+
+
+@pytest.mark.usefixtures("_hub_memory")
+def test_unreachable_hub_still_loads_cached_and_packaged_weights(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _cache_test_resnet(tmp_path)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    assert backbones._remember_hub_failure(_UNREACHABLE["url"]())
+
+    assert create_backbone("test_resnet").weights_source == "timm hub"
+    assert create_backbone("tf_efficientnet_lite0").weights_source.startswith("package")
 
 
 # Other zoos

