@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 # Public names and the module each lives in. They are imported on first use, so
-# that `import lazyvision` and the worker processes that decode images stay light.
+# that `import lazyvision` (and the CLI's --help) does not pay for torch.
 _EXPORTS = {
     "rank": "lazyvision.runner",
     "evaluate_backbone": "lazyvision.runner",
