@@ -38,6 +38,7 @@ from lazyvision.backbones import (
     list_models,
     parse_spec,
     register_zoo,
+    resolve_preprocessing,
 )
 from lazyvision.errors import ModelError, UnsafeCheckpointError, WeightsError
 
@@ -204,6 +205,14 @@ def test_preprocessing_comes_from_the_pretrained_config(
     assert preprocessing.std == cfg.std
     # timm's eval transform resizes the shorter side to floor(side / crop_pct).
     assert preprocessing.resize_size == int(side / cfg.crop_pct)
+
+
+@pytest.mark.parametrize(
+    "spec", ["test_resnet@random", "test_vit@random", "tf_efficientnet_lite1"]
+)
+def test_planned_preprocessing_is_what_the_built_backbone_uses(spec: str) -> None:
+    # Planning reads timm's registry without building a model.
+    assert resolve_preprocessing(spec) == create_backbone(spec).preprocessing
 
 
 def test_describe_reads_like_a_report_line() -> None:

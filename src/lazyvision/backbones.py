@@ -35,7 +35,8 @@ import timm
 import torch
 from huggingface_hub.errors import OfflineModeIsEnabled
 from safetensors import SafetensorError
-from timm.data import resolve_model_data_config
+from timm.data import resolve_data_config, resolve_model_data_config
+from timm.models import get_pretrained_cfg
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -311,8 +312,12 @@ def resolve_preprocessing(spec: str) -> Preprocessing:
     architecture = TimmZoo().resolve(parsed.name)
     if architecture is None:
         raise ModelError(_unknown_model_message(parsed.name))
-    # On the meta device the model has shapes but no storage: building costs
-    # nothing, and timm attaches the same pretrained config.
+    # timm's registry holds the config a default build attaches to the model.
+    # Failing that, a build on the meta device has shapes but no storage.
+    pretrained_cfg = get_pretrained_cfg(architecture)
+    if pretrained_cfg is not None:
+        config = resolve_data_config(pretrained_cfg=pretrained_cfg.to_dict())
+        return _preprocessing_from(config)
     with torch.device("meta"):
         model = _build(architecture)
     return _preprocessing_of(model)
@@ -843,7 +848,11 @@ def _package_state_dict(
 
 def _preprocessing_of(model: nn.Module) -> Preprocessing:
     """The evaluation preprocessing timm resolves from the model's pretrained cfg."""
-    config = resolve_model_data_config(model)
+    return _preprocessing_from(resolve_model_data_config(model))
+
+
+def _preprocessing_from(config: Mapping[str, Any]) -> Preprocessing:
+    """A :class:`Preprocessing` from a timm data config."""
     _, height, width = config["input_size"]
     crop_pct = float(config["crop_pct"])
     mean = tuple(float(value) for value in config["mean"])
