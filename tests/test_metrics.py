@@ -1,11 +1,20 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import warnings
 
 import numpy as np
 import pytest
-from sklearn.metrics import log_loss, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    f1_score,
+    log_loss,
+    recall_score,
+    roc_auc_score,
+)
 
 from lazyvision.errors import DataError
 from lazyvision.metrics import (
@@ -41,6 +50,51 @@ def _random_proba(
     rng: np.random.Generator, num_images: int, num_classes: int
 ) -> np.ndarray:
     return rng.dirichlet(np.ones(num_classes), size=num_images)
+
+
+def _sklearn_metrics(
+    y: np.ndarray, proba: np.ndarray, positive: int | None
+) -> dict[str, float | None]:
+    """The contract of ``compute_metrics``, written with scikit-learn's functions."""
+    predicted = proba.argmax(axis=1)
+    present = np.unique(y)
+    undefined = _unavailable(y, predicted, proba.shape[1], positive)
+    expected: dict[str, float | None] = dict.fromkeys(METRICS)
+    expected["accuracy"] = accuracy_score(y, predicted)
+    expected["balanced_accuracy"] = recall_score(
+        y, predicted, labels=present, average="macro", zero_division=0
+    )
+    if "f1" not in undefined:
+        labels = [positive] if positive is not None else np.union1d(present, predicted)
+        expected["f1"] = f1_score(
+            y, predicted, labels=labels, average="macro", zero_division=0
+        )
+    if "roc_auc" not in undefined:
+        scored = [positive] if positive is not None else present
+        expected["roc_auc"] = np.mean(
+            [roc_auc_score(y == k, proba[:, k]) for k in scored]
+        )
+    expected["log_loss"] = log_loss(y, proba, labels=range(proba.shape[1]))
+    if "pr_auc" not in undefined:
+        expected["pr_auc"] = average_precision_score(y == positive, proba[:, positive])
+    expected["ece"] = expected_calibration_error(y, proba)
+    return {
+        name: None if value is None else float(value)
+        for name, value in expected.items()
+    }
+
+
+def _coarse_proba(
+    rng: np.random.Generator, num_images: int, num_classes: int
+) -> np.ndarray:
+    """Rows of eighths: many tied scores and zeros, and sums of exactly 1.
+
+    The sums matter: ``compute_metrics`` divides each row by its sum, which moves a
+    score by a unit in the last place when the sum is off 1 by as much, and so
+    splits ties the reference would keep.
+    """
+    counts = rng.multinomial(8, np.full(num_classes, 1 / num_classes), num_images)
+    return counts / 8.0
 
 
 def test_majority_head_on_imbalanced_binary_split() -> None:
@@ -110,6 +164,61 @@ def test_multiclass_roc_auc_matches_sklearn_when_all_classes_present() -> None:
     assert compute_metrics(y, proba, positive=None)["roc_auc"] == pytest.approx(
         expected
     )
+
+
+@pytest.mark.parametrize(
+    ("num_classes", "num_labels", "positive"),
+    [
+        (2, 2, 1),
+        (2, 2, 0),
+        (2, 1, 1),  # positive absent from y_true, predicted now and then
+        (2, 1, 0),
+        (10, 10, None),
+        (4, 3, None),  # class 3 absent from y_true but predicted
+        (3, 2, None),
+    ],
+)
+@pytest.mark.parametrize("tied", [False, True], ids=["continuous", "tied"])
+def test_metrics_match_sklearn(
+    num_classes: int, num_labels: int, positive: int | None, tied: bool
+) -> None:
+    rng = np.random.default_rng([num_classes, num_labels, positive or 0, tied])
+    predicts_absent_class = has_ties = False
+    for _ in range(5):
+        num_images = int(rng.integers(2, 130))
+        y = rng.integers(0, num_labels, num_images)
+        if tied:
+            proba = _coarse_proba(rng, num_images, num_classes)
+        else:
+            proba = _random_proba(rng, num_images, num_classes)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            metrics = compute_metrics(y, proba, positive=positive)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = _sklearn_metrics(y, proba, positive)
+
+        for name in METRICS:
+            value, reference = metrics[name], expected[name]
+            if reference is None:
+                assert value is None, name
+            else:
+                assert value == pytest.approx(reference, rel=0, abs=1e-9), name
+        predicted = proba.argmax(axis=1)
+        predicts_absent_class |= np.setdiff1d(predicted, y).size > 0
+        has_ties |= any(np.unique(column).size < num_images for column in proba.T)
+
+    # The cases exercise what their parameters promise.
+    assert predicts_absent_class or num_labels == num_classes
+    assert has_ties or not tied
+
+
+def test_importing_metrics_leaves_sklearn_unloaded() -> None:
+    code = "import sys, lazyvision.metrics; print('sklearn' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
 
 
 def test_binary_roc_auc_counts_ties_as_half() -> None:
