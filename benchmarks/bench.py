@@ -2,9 +2,11 @@
 
 One run prints, side by side, for each backbone:
 
-- the bare forward throughput: ``model(x)`` on pre-built random batches, at
+- the bare forward pass: ``model(x)`` on pre-built random batches, at
   lazyvision's batch size and precision (channels-last, bfloat16 autocast where
-  the CPU has it), after one warm-up batch;
+  the CPU has it), timed from the first batch in a fresh process, once for the
+  model as lazyvision prepares it (BatchNorm folded into the convolutions) and
+  once as timm builds it;
 - lazyvision's cold run of that backbone alone (``runner.rank`` in-process with an
   empty cache, timed after the imports), with the row's extract and head seconds
   and the rest split into phases;
@@ -289,11 +291,9 @@ class Benchmark:
             "repeats": repeats,
         }
 
+        num_images = results["data"]["num_images"]
         results["speed"] = {
-            spec: [
-                self.measure(splits, spec, forward=True, warm=True)
-                for _ in range(repeats)
-            ]
+            spec: [self.speed_repeat(splits, spec, num_images) for _ in range(repeats)]
             for spec in models
         }
         if profile:
@@ -323,6 +323,30 @@ class Benchmark:
         results["machine"]["load_end"] = os.getloadavg()[0]
         results["machine"]["load_during"] = self.loads
         return results
+
+    def speed_repeat(self, splits: Path, spec: str, num_images: int) -> dict[str, Any]:
+        """One repeat: the bare forward as lazyvision runs the model and as timm
+        builds it, each in a fresh process, then the cold and warm runs."""
+        result = self.measure(splits, spec, warm=True)
+        result["forward"] = self.measure_forward(spec, num_images, prepared=True)
+        result["timm_forward"] = self.measure_forward(spec, num_images, prepared=False)
+        return result
+
+    def measure_forward(
+        self, spec: str, num_images: int, *, prepared: bool
+    ) -> dict[str, Any]:
+        """Times the bare forward pass of ``spec`` in a child process."""
+        return self._child(
+            {
+                "kind": "forward",
+                "spec": spec,
+                "num_images": num_images,
+                "batch_size": self.batch_size,
+                "precision": self.precision,
+                "prepared": prepared,
+            },
+            f"{spec} bare forward ({'as run' if prepared else 'as timm builds it'})",
+        )
 
     def compare_notebook(
         self,
@@ -362,32 +386,35 @@ class Benchmark:
         splits: Path,
         spec: str,
         *,
-        forward: bool = False,
         warm: bool = False,
         memory: bool = False,
         profile: bool = False,
         precision: str | None = None,
     ) -> dict[str, Any]:
         """Runs one cold run of ``spec`` (and whatever else is asked) in a child."""
-        self._jobs += 1
-        folder = self.work / f"job-{self._jobs:03d}"
-        folder.mkdir(parents=True)
         job = {
+            "kind": "rank",
             "splits": str(splits),
             "spec": spec,
-            "folder": str(folder),
             "batch_size": self.batch_size,
             "precision": precision or self.precision,
-            "forward": forward,
             "warm": warm,
             "memory": memory,
             "profile": profile,
         }
+        what = [k for k in ("warm", "memory", "profile") if job[k]]
+        data = f"{splits.parent.name}/{splits.name}"
+        return self._child(job, f"{spec} on {data} ({job['precision']}) cold {what}")
+
+    def _child(self, job: dict[str, Any], title: str) -> dict[str, Any]:
+        """Runs ``job`` in a fresh Python process; returns what it measured."""
+        self._jobs += 1
+        folder = self.work / f"job-{self._jobs:03d}"
+        folder.mkdir(parents=True)
+        job = {**job, "folder": str(folder)}
         job_path = folder / "job.json"
         job_path.write_text(json.dumps(job))
-        what = [k for k in ("forward", "warm", "memory", "profile") if job[k]]
-        data = f"{splits.parent.name}/{splits.name}"
-        self._say(f"{spec} on {data} ({job['precision']}) cold {what}")
+        self._say(title)
         self.loads.append(os.getloadavg()[0])
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
         completed = subprocess.run(
@@ -398,8 +425,8 @@ class Benchmark:
         )
         if completed.returncode != 0:
             raise RuntimeError(
-                f"measuring {spec!r} failed (exit status {completed.returncode}); "
-                f"the job is in {str(job_path)!r}"
+                f"measuring {job['spec']!r} failed (exit status "
+                f"{completed.returncode}); the job is in {str(job_path)!r}"
             )
         result: dict[str, Any] = json.loads((folder / "result.json").read_text())
         return result
@@ -545,7 +572,15 @@ def run_child(job_path: Path) -> None:
 
 
 def measure_job(job: dict[str, Any]) -> dict[str, Any]:
-    """The cold run (always), then the warm run and the bare forward if asked."""
+    """A bare forward, or a cold run followed by whatever else is asked."""
+    if job["kind"] == "forward":
+        return time_forward(
+            job["spec"],
+            job["num_images"],
+            job["batch_size"],
+            job["precision"],
+            prepared=job["prepared"],
+        )
     import lazyvision.runner as runner
     from lazyvision.backbones import resolve_preprocessing
 
@@ -602,30 +637,34 @@ def measure_job(job: dict[str, Any]) -> dict[str, Any]:
         result["warm_seconds"], warm_row = rank("warm")
         result["warm_phases"] = dict(phases)
         result["warm_num_computed"] = warm_row["num_computed"]
-    if job["forward"]:
-        num_images = int(result["row"]["num_computed"])
-        result["forward"] = time_forward(
-            spec, num_images, job["batch_size"], job["precision"]
-        )
     return result
 
 
 def time_forward(
-    spec: str, num_images: int, batch_size: int, precision: str
+    spec: str, num_images: int, batch_size: int, precision: str, *, prepared: bool
 ) -> dict[str, Any]:
-    """Seconds ``model(x)`` takes over ``num_images`` random inputs, as lazyvision
-    runs it (channels-last, inference mode, autocast to the resolved precision)."""
+    """Seconds ``model(x)`` takes over ``num_images`` random inputs in batches.
+
+    Timed from the first batch of a model that has not run yet, as extraction
+    runs it: inference mode, channels-last, autocast to the resolved precision.
+    ``prepared`` runs the model as lazyvision prepares it (BatchNorm folded into
+    the convolutions); otherwise as timm builds it. A second, steady pass over the
+    same batches is timed too.
+    """
     import torch
 
     from lazyvision.backbones import create_backbone
-    from lazyvision.features import resolve_device, resolve_precision
+    from lazyvision.features import prepare_model, resolve_device, resolve_precision
 
     device = resolve_device("auto")
     backbone = create_backbone(spec, allow_download=False)
     dtype = resolve_precision(precision, device)
     if not backbone.reduced_precision_ok:
         dtype = torch.float32
-    model = backbone.model.to(device).to(memory_format=torch.channels_last).eval()
+    if prepared:
+        model = prepare_model(backbone.model, device)
+    else:
+        model = backbone.model.to(device).to(memory_format=torch.channels_last).eval()
     height, width = backbone.preprocessing.input_size
     sizes = [
         min(batch_size, num_images - first)
@@ -639,26 +678,29 @@ def time_forward(
         for size in sorted(set(sizes))
     }
 
-    def run(batches: Sequence[int]) -> tuple[float, float]:
+    def run(batches: Sequence[int]) -> tuple[float, float, float]:
         cpu_start = time.process_time()
         start = time.perf_counter()
+        first = 0.0
         for size in batches:
             model(inputs[size])
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start, time.process_time() - cpu_start
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            first = first or time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu_start, first
 
     with (
         torch.inference_mode(),
         torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32),
     ):
-        warmup, _ = run(sizes[:1])
-        seconds, cpu_seconds = run(sizes)
+        seconds, cpu_seconds, first_batch = run(sizes)
+        steady, _, _ = run(sizes)
     return {
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,
         "images_per_second": num_images / seconds,
-        "warmup_seconds": warmup,
+        "first_batch_seconds": first_batch,
+        "steady_seconds": steady,
         "num_batches": len(sizes),
         "dtype": str(dtype).removeprefix("torch."),
     }
@@ -817,11 +859,16 @@ def summarise_speed(runs: Sequence[dict[str, Any]]) -> dict[str, float]:
         extract = run["row"]["extract_seconds"]
         head = run["row"]["head_fit_seconds"]
         overhead = phases.get("decode", 0.0) + max(0.0, extract - forward) + head
+        # Saved runs from before the timm-built forward was timed lack it.
+        timm_forward = run.get("timm_forward", {}).get("seconds", math.nan)
         per_run.append(
             {
                 "forward_ips": run["forward"]["images_per_second"],
                 "forward": forward,
-                "warmup": run["forward"]["warmup_seconds"],
+                "timm_forward": timm_forward,
+                "cold_over_timm": cold / timm_forward,
+                "first_batch": run["forward"].get("first_batch_seconds", math.nan),
+                "steady": run["forward"].get("steady_seconds", math.nan),
                 "cold": cold,
                 "extract": extract,
                 "head": head,
@@ -857,12 +904,14 @@ def _format_speed(results: dict[str, Any]) -> str:
             "model",
             "fwd img/s",
             "fwd s",
+            "timm fwd s",
             "cold s",
             "extract s",
             "head s",
             "rest s",
             "warm s",
             "cold/fwd",
+            "cold/timm",
             "cpu c/f",
             "cold/warm",
             "overhead",
@@ -872,12 +921,14 @@ def _format_speed(results: dict[str, Any]) -> str:
                 spec,
                 f"{s['forward_ips']:.1f}",
                 f"{s['forward']:.2f}",
+                f"{s['timm_forward']:.2f}",
                 f"{s['cold']:.2f}",
                 f"{s['extract']:.2f}",
                 f"{s['head']:.2f}",
                 f"{s['rest']:.2f}",
                 f"{s['warm']:.3f}",
                 _versus(s["cold_over_forward"], TARGET_COLD_OVER_FORWARD, below=True),
+                _versus(s["cold_over_timm"], TARGET_COLD_OVER_FORWARD, below=True),
                 f"{s['cpu_cold_over_forward']:.2f}",
                 _versus(s["cold_over_warm"], TARGET_COLD_OVER_WARM, below=False),
                 _versus(
@@ -892,7 +943,8 @@ def _format_speed(results: dict[str, Any]) -> str:
             "model",
             *REST_PHASES,
             "other",
-            "fwd warm-up",
+            "fwd 1st batch",
+            "fwd steady",
             "warm: decode",
             "plan",
             "board",
@@ -902,7 +954,8 @@ def _format_speed(results: dict[str, Any]) -> str:
                 spec,
                 *(f"{s[phase]:.2f}" for phase in REST_PHASES),
                 f"{s['other']:.2f}",
-                f"{s['warmup']:.2f}",
+                f"{s['first_batch']:.2f}",
+                f"{s['steady']:.2f}",
                 f"{s['warm_decode']:.3f}",
                 f"{s['warm_plan']:.3f}",
                 f"{s['warm_leaderboard']:.3f}",
@@ -928,6 +981,9 @@ def _format_speed(results: dict[str, Any]) -> str:
     return (
         f"SPEED: seconds for all {num_images} images (medians)\n"
         f"{speed}\n"
+        "fwd = the bare forward of the model as lazyvision runs it (BatchNorm folded "
+        "into the convolutions), from its first batch, in a fresh process; timm fwd "
+        "= the same for the model as timm builds it\n"
         f"targets: cold/fwd <= {TARGET_COLD_OVER_FORWARD}, cold/warm >= "
         f"{TARGET_COLD_OVER_WARM:g}, overhead (decode + extract beyond the bare "
         f"forward + head) < {TARGET_OVERHEAD_SHARE:.0%} of cold; '!' marks a miss; "
@@ -937,7 +993,8 @@ def _format_speed(results: dict[str, Any]) -> str:
         "plan = preprocessing lookup; decode = hash, decode and check every image; "
         "build = model and weights; macs = MAC count; metrics = scores and bootstrap "
         "intervals; save = row and predictions; board = leaderboard and ties; "
-        "fwd warm-up = the bare forward's first batch, not in fwd s\n\n"
+        "fwd 1st batch = the bare forward's first batch, included in fwd s; fwd "
+        "steady = a second pass over the same batches\n\n"
         "SPREAD over the repeats (min-max)\n"
         f"{spread}\n"
         "best c/f = fastest cold / fastest forward: the runs least slowed by other load"
