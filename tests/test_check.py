@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -246,11 +247,13 @@ def test_reencoded_resized_copy_is_a_near_duplicate_warning(
     assert len(strict.near_duplicates) == (1 if distance == 0 else 0)
 
 
-def test_copies_of_digits_are_near_duplicates_and_other_digits_are_not(
-    tmp_path: Path,
-) -> None:
-    # Small, simple scans: different ones often lie within a few hash bits. Three
-    # such pairs go to train and test; only the two true copies may be reported.
+def write_close_digits(root: Path) -> list[tuple[str, str]]:
+    """Digit scans whose hashes collide, in train and test, and two true copies.
+
+    Small, simple scans: different ones often lie within a few hash bits. Three
+    such pairs go to train and test; only the two true copies, in val and test,
+    may be reported. Returns those two pairs of file names.
+    """
     scans = [image for image, _ in digit_images(num_per_class=30, classes=(0, 1))]
     hashes = [difference_hash(np.asarray(image)) for image in scans]
     close: list[tuple[int, int]] = []
@@ -260,23 +263,54 @@ def test_copies_of_digits_are_near_duplicates_and_other_digits_are_not(
             close.append((i, j))
     assert len(close) >= 3
     for index, image in enumerate(scans):
-        image.save(tmp_path / f"{index}.png")
+        image.save(root / f"{index}.png")
     (first, _), (second, _) = close[:2]
-    scans[first].save(tmp_path / "reencoded.jpg", quality=75)
-    scans[second].resize((40, 40), Image.Resampling.BILINEAR).save(
-        tmp_path / "small.png"
-    )
-    write_csv(tmp_path / "train.csv", [(f"{i}.png", "0") for i, _ in close[:3]])
-    write_csv(tmp_path / "val.csv", [("reencoded.jpg", "0")])
+    scans[first].save(root / "reencoded.jpg", quality=75)
+    scans[second].resize((40, 40), Image.Resampling.BILINEAR).save(root / "small.png")
+    write_csv(root / "train.csv", [(f"{i}.png", "0") for i, _ in close[:3]])
+    write_csv(root / "val.csv", [("reencoded.jpg", "0")])
     test_rows = [(f"{j}.png", "0") for _, j in close[:3]] + [("small.png", "0")]
-    write_csv(tmp_path / "test.csv", test_rows)
+    write_csv(root / "test.csv", test_rows)
+    return [(f"{first}.png", "reencoded.jpg"), (f"{second}.png", "small.png")]
+
+
+def test_copies_of_digits_are_near_duplicates_and_other_digits_are_not(
+    tmp_path: Path,
+) -> None:
+    copies = write_close_digits(tmp_path)
 
     report = check_dataset(load_dataset(tmp_path))
 
-    assert [(a.path.name, b.path.name) for a, b, _ in report.near_duplicates] == [
-        (f"{first}.png", "reencoded.jpg"),
-        (f"{second}.png", "small.png"),
-    ]
+    assert [(a.path.name, b.path.name) for a, b, _ in report.near_duplicates] == copies
+
+
+def test_near_duplicates_are_confirmed_on_the_thumbnails_of_the_decode_pass(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    copies = write_close_digits(tmp_path)
+    dataset = load_dataset(tmp_path)
+    infos = inspect_images(dataset)
+    bare = {
+        path: dataclasses.replace(info, thumbnail=None)
+        for path, info in infos.items()
+        if isinstance(info, ImageInfo)
+    }
+    with caplog.at_level(logging.DEBUG, logger="lazyvision._duplicates"):
+        decoded_again = check_dataset(dataset, infos=bare)
+    assert f"decoded {len(infos)} files again" in caplog.text
+    caplog.clear()
+
+    # Without the files, only the stored thumbnails can tell copies from the
+    # different scans whose hashes collide; none is kept on its hash alone.
+    for path in infos:
+        path.unlink()
+    with caplog.at_level(logging.DEBUG, logger="lazyvision._duplicates"):
+        stored = check_dataset(dataset, infos=infos)
+
+    assert stored.near_duplicates == decoded_again.near_duplicates
+    assert [(a.path.name, b.path.name) for a, b, _ in stored.near_duplicates] == copies
+    assert stored.problems == ()
+    assert "decoded" not in caplog.text and "rest on the hash" not in caplog.text
 
 
 def test_digits_sample_has_no_near_duplicates(tmp_path: Path) -> None:
@@ -297,16 +331,28 @@ def test_digits_sample_has_no_near_duplicates(tmp_path: Path) -> None:
     assert len(close) > 10
 
 
-def test_near_duplicate_of_a_vanished_file_rests_on_the_hash(tmp_path: Path) -> None:
+def test_near_duplicate_of_a_vanished_file_rests_on_the_hash(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     make_split_csvs(tmp_path, {"train": [("a.png", "a"), ("b.png", "b")]})
     with Image.open(tmp_path / "a.png") as original:
         original.save(tmp_path / "copy.jpg", quality=90)
     write_csv(tmp_path / "val.csv", [("copy.jpg", "a")])
     dataset = load_dataset(tmp_path)
-    infos = inspect_images(dataset)
+    # Facts without thumbnails, as from an older cache: the files are read again.
+    infos = {
+        path: dataclasses.replace(info, thumbnail=None)
+        for path, info in inspect_images(dataset).items()
+        if isinstance(info, ImageInfo)
+    }
     (tmp_path / "copy.jpg").unlink()
 
-    report = check_dataset(dataset, infos=infos)
+    with caplog.at_level(logging.DEBUG, logger="lazyvision._duplicates"):
+        report = check_dataset(dataset, infos=infos)
+
+    assert "copy.jpg: file not found; its near-duplicates rest on the hash" in (
+        caplog.text
+    )
 
     assert [(a.origin, b.origin) for a, b, _ in report.near_duplicates] == [
         ("train.csv row 2", "val.csv row 2")

@@ -22,6 +22,7 @@ from lazyvision.errors import ImageError
 from lazyvision.images import (
     BACKGROUND,
     DEFAULT_MAX_PIXELS,
+    THUMBNAIL_SIDE,
     ImageInfo,
     center_square,
     decode_image,
@@ -594,6 +595,57 @@ def test_thumbnail_of_a_resized_copy_is_close(digits: list[Image.Image]) -> None
         original = thumbnail(np.asarray(image)).astype(int)
         resized = thumbnail(np.asarray(smaller)).astype(int)
         assert np.abs(original - resized).mean() < 3
+
+
+def rotated_jpeg(path: Path, digit: Image.Image) -> Path:
+    """A 300 x 200 JPEG of a digit, stored on its side with an EXIF rotation."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    picture = digit.resize((300, 200), Image.Resampling.BICUBIC)
+    return save(picture, path, exif=exif, quality=85)
+
+
+@pytest.mark.parametrize(
+    ("name", "draft_side"),
+    [("digit.png", None), ("rotated.jpg", None), ("rotated.jpg", 64)],
+)
+def test_info_thumbnail_is_that_of_the_decoded_pixels(
+    tmp_path: Path, digits: list[Image.Image], name: str, draft_side: int | None
+) -> None:
+    if name == "digit.png":
+        path = save(digits[5], tmp_path / name)
+    else:
+        path = rotated_jpeg(tmp_path / name, digits[5])
+
+    rgb, info = decode_image(path, draft_side=draft_side)
+    stored = info.thumbnail_pixels()
+
+    expected = thumbnail(rgb, THUMBNAIL_SIDE)
+    assert info.thumbnail == expected.tobytes()
+    assert stored is not None and not stored.flags.writeable
+    assert stored.shape == (THUMBNAIL_SIDE, THUMBNAIL_SIDE, 3)
+    assert np.array_equal(stored, expected)
+
+
+def test_info_without_a_thumbnail_has_no_thumbnail_pixels() -> None:
+    info = ImageInfo("ab", 2, 2, "RGB", "PNG", 0)
+    assert info.thumbnail is None and info.thumbnail_pixels() is None
+    cut = dataclasses.replace(info, thumbnail=bytes(THUMBNAIL_SIDE**2 * 3 - 1))
+    assert cut.thumbnail_pixels() is None
+
+
+def test_image_info_pickles_and_compares_with_its_thumbnail(
+    tmp_path: Path, digits: list[Image.Image]
+) -> None:
+    _, info = decode_image(save(digits[2], tmp_path / "a.png"))
+    _, same = decode_image(save(digits[2], tmp_path / "b.png"))
+    reloaded = pickle.loads(pickle.dumps(info))
+
+    assert reloaded == info == same and reloaded.thumbnail == info.thumbnail
+    assert len({info, reloaded, same}) == 1 and {info: 1}[reloaded] == 1
+    other = dataclasses.replace(info, thumbnail=bytes(len(info.thumbnail or b"")))
+    assert other != info
+    assert "thumbnail" not in repr(info) and len(repr(info)) < 200
 
 
 def test_thumbnail_rejects_bad_input() -> None:

@@ -5,9 +5,11 @@ resized or converted. It is found in two steps. The 64-bit difference hash in ea
 :class:`~lazyvision.images.ImageInfo` proposes candidates fast, but it only sees
 brightness steps on a 9 x 8 grid: small, simple pictures such as digit scans or
 icons often land a few bits apart though they are different images, and colour
-does not count at all. So each candidate pair is confirmed on pixels: only the
-files in a candidate pair are decoded again, and their 16 x 16 RGB thumbnails
-must agree (see :func:`same_picture`). Nothing beyond the hash needs caching.
+does not count at all. So each candidate pair is confirmed on pixels: their
+16 x 16 RGB thumbnails must agree (see :func:`same_picture`). The decode pass
+keeps each image's thumbnail on its ImageInfo, so no file is decoded again; only
+an info without one (made by hand, or read from an older cache) has its file
+decoded once more, and only when it is in a candidate pair.
 """
 
 from __future__ import annotations
@@ -21,11 +23,10 @@ import numpy as np
 
 from lazyvision.data import SPLITS, Sample
 from lazyvision.errors import ImageError
-from lazyvision.images import ImageInfo, decode_image, thumbnail
+from lazyvision.images import THUMBNAIL_SIDE, ImageInfo, decode_image, thumbnail
 
 logger = logging.getLogger(__name__)
 
-THUMBNAIL_SIDE = 16
 # Limits of same_picture, in 8-bit levels, measured on the scikit-learn digits
 # (64 px, plain and coloured), two photos and smooth random pictures, counting only
 # pairs within hash distance 4. Of 3,176 copies at half size or more, saved as JPEG
@@ -77,19 +78,20 @@ def near_duplicates(
         samples: The usable samples.
         infos: The ImageInfo of each sample's path.
         distance: Largest hash distance, in bits, of a candidate pair.
-        max_pixels: The pixel limit files are decoded again under.
+        max_pixels: The pixel limit a file is decoded again under, when its info
+            carries no thumbnail.
 
     Returns:
         (earlier sample, later sample, hash distance) per pair whose bytes differ
-        and whose pixels agree; a pair whose files can no longer be decoded is
-        kept on its hash alone.
+        and whose thumbnails agree; a pair for which one thumbnail is missing and
+        whose file can no longer be decoded is kept on its hash alone.
     """
     by_split = {split: [s for s in samples if s.split == split] for split in SPLITS}
     hashes = {
         split: np.array([infos[s.path].phash for s in group], dtype=np.uint64)
         for split, group in by_split.items()
     }
-    thumbnails = _Thumbnails(max_pixels)
+    thumbnails = _Thumbnails(infos, max_pixels)
     pairs: list[tuple[Sample, Sample, int]] = []
     for later_index, later in enumerate(SPLITS):
         for sample_index, sample in enumerate(by_split[later]):
@@ -197,16 +199,21 @@ def _differences(
 
 
 class _Thumbnails:
-    """Thumbnails of files, each decoded at most once; None for a file that fails."""
+    """Thumbnails of files, from their infos or else decoded at most once.
 
-    def __init__(self, max_pixels: int) -> None:
+    None stands for a file without a stored thumbnail that fails to decode.
+    """
+
+    def __init__(self, infos: Mapping[Path, ImageInfo], max_pixels: int) -> None:
+        self.infos = infos
         self.max_pixels = max_pixels
         self.decoded = 0
         self._found: dict[Path, np.ndarray | None] = {}
 
     def get(self, path: Path) -> np.ndarray | None:
         if path not in self._found:
-            self._found[path] = self._make(path)
+            stored = self.infos[path].thumbnail_pixels()
+            self._found[path] = stored if stored is not None else self._make(path)
         return self._found[path]
 
     def _make(self, path: Path) -> np.ndarray | None:

@@ -7,8 +7,8 @@ sets and run folders:
   in chunks while extraction runs. Each chunk carries a checksum of its arrays; a
   chunk that fails it is removed with a warning and its images are embedded again.
 - ``images.sqlite``: what decoding an image file found (size, mode, perceptual
-  hash), keyed by the file's SHA-256, so a warm run decodes no image again
-  (beyond the few the near-duplicate check confirms).
+  hash, the thumbnail the near-duplicate check compares), keyed by the file's
+  SHA-256, so a warm run decodes no image again.
 - ``results/<key>.json``: a finished evaluation of one backbone on one labelled
   manifest with one set of settings.
 
@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 #: Part of every cache key: bump it when the meaning of cached embeddings or
 #: results changes, so that an upgrade never serves numbers of older code.
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"
 
 
 def default_cache_dir() -> Path:
@@ -173,8 +173,26 @@ def _read_chunk(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     return keys, matrix
 
 
+# Facts of older versions live in a table "facts" whose rows have no thumbnail.
+# They are left alone, not read: an older version sharing the cache folder still
+# writes its six columns there, and an image it knows is decoded here once more.
+_FACTS_TABLE = "facts_v2"
+_FACTS_COLUMNS = "digest, width, height, mode, format, phash, thumbnail"
+
+
 class ImageFacts:
-    """What decoding found for each image content, in ``CACHE/images.sqlite``."""
+    """What decoding found for each image content, in ``CACHE/images.sqlite``.
+
+    Args:
+        path: The sqlite file, created on first use.
+
+    Example:
+        >>> import tempfile
+        >>> facts = ImageFacts(Path(tempfile.mkdtemp()) / "images.sqlite")
+        >>> facts.put([ImageInfo("ab", 2, 2, "RGB", "PNG", 7, bytes(768))])
+        >>> facts.get(["ab", "cd"])["ab"].phash
+        7
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -183,8 +201,9 @@ class ImageFacts:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.path, timeout=60)
         connection.execute(
-            "CREATE TABLE IF NOT EXISTS facts (digest TEXT PRIMARY KEY, width INTEGER,"
-            " height INTEGER, mode TEXT, format TEXT, phash TEXT)"
+            f"CREATE TABLE IF NOT EXISTS {_FACTS_TABLE} (digest TEXT PRIMARY KEY,"
+            " width INTEGER, height INTEGER, mode TEXT, format TEXT, phash TEXT,"
+            " thumbnail BLOB)"
         )
         return connection
 
@@ -199,11 +218,11 @@ class ImageFacts:
                 batch = wanted[start : start + 500]
                 marks = ",".join("?" * len(batch))
                 rows = connection.execute(
-                    "SELECT digest, width, height, mode, format, phash FROM facts"
+                    f"SELECT {_FACTS_COLUMNS} FROM {_FACTS_TABLE}"
                     f" WHERE digest IN ({marks})",
                     batch,
                 )
-                for digest, width, height, mode, fmt, phash in rows:
+                for digest, width, height, mode, fmt, phash, small in rows:
                     found[digest] = ImageInfo(
                         digest=digest,
                         width=width,
@@ -211,6 +230,7 @@ class ImageFacts:
                         mode=mode,
                         format=fmt,
                         phash=int(phash, 16),
+                        thumbnail=None if small is None else bytes(small),
                     )
         return found
 
@@ -219,12 +239,22 @@ class ImageFacts:
         if not infos:
             return
         rows = [
-            (i.digest, i.width, i.height, i.mode, i.format, format(i.phash, "016x"))
+            (
+                i.digest,
+                i.width,
+                i.height,
+                i.mode,
+                i.format,
+                format(i.phash, "016x"),
+                i.thumbnail,
+            )
             for i in infos
         ]
         with contextlib.closing(self._connect()) as connection, connection:
             connection.executemany(
-                "INSERT OR IGNORE INTO facts VALUES (?, ?, ?, ?, ?, ?)", rows
+                f"INSERT OR IGNORE INTO {_FACTS_TABLE} ({_FACTS_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
             )
 
 

@@ -289,7 +289,9 @@ def check_dataset(
     Args:
         dataset: The dataset to check.
         infos: Results of :func:`inspect_images` already at hand; paths it lacks
-            are decoded here.
+            are decoded here. Near-duplicates are confirmed on the thumbnails the
+            infos carry; a file whose info has none is decoded again when its
+            hash makes it a candidate.
         max_pixels: Images with more pixels are reported as problems.
         workers: Processes to decode with; 0 decodes in this process.
         near_duplicate_distance: Images in different splits whose perceptual
