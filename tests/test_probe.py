@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
+from lazyvision import probe as probe_module
 from lazyvision.errors import DataError
 from lazyvision.probe import DEFAULT_C_GRID, fit_probe
 
@@ -24,7 +26,17 @@ def _blobs(
     return points, labels
 
 
-@pytest.mark.parametrize(("num_rows", "num_features"), [(60, 200), (300, 20)])
+def _digits(num_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """Real 8 x 8 digits, mixed linearly into more dimensions: embeddings of rank 64."""
+    pixels, labels = load_digits(return_X_y=True)
+    mixing = np.random.default_rng(0).normal(size=(64, num_features))
+    return pixels @ mixing, labels
+
+
+# Fewer rows than features: projected (60), not worth projecting (150); and more.
+@pytest.mark.parametrize(
+    ("num_rows", "num_features"), [(60, 200), (150, 200), (300, 20)]
+)
 def test_probe_matches_sklearn_at_the_chosen_strength(
     num_rows: int, num_features: int
 ) -> None:
@@ -37,6 +49,37 @@ def test_probe_matches_sklearn_at_the_chosen_strength(
     reference.fit(standardised[:num_rows], y[:num_rows])
     expected = reference.predict_proba(standardised[num_rows:])
     np.testing.assert_allclose(probe.predict_proba(x[num_rows:]), expected, atol=2e-3)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"), [("_PROJECT_BELOW", 0.0), ("_FLOAT32_ABOVE", 0)]
+)
+def test_shortcuts_change_neither_the_choice_nor_the_predictions(
+    monkeypatch: pytest.MonkeyPatch, setting: str, value: float
+) -> None:
+    # 150 rows of rank 53 in 512 dimensions: by default projected, in float64.
+    x, y = _digits(512)
+    train, val, test = slice(0, 150), slice(150, 300), slice(300, None)
+    fast = fit_probe(x[train], y[train], x[val], y[val], num_classes=10)
+    monkeypatch.setattr(probe_module, setting, value)
+    plain = fit_probe(x[train], y[train], x[val], y[val], num_classes=10)
+    assert fast.projection.shape[1] == 53
+    assert [step[0] for step in fast.sweep] == [step[0] for step in plain.sweep]
+    assert fast.C == plain.C
+    np.testing.assert_allclose(
+        fast.predict_proba(x[test]), plain.predict_proba(x[test]), atol=2e-3
+    )
+
+
+def test_strongest_regularisation_predicts_the_class_frequencies() -> None:
+    x, y = _blobs(200, 30, 4, spread=1.0)
+    probe = fit_probe(x[:150], y[:150], x[150:], y[150:], num_classes=5, c_grid=(1e-6,))
+    frequencies = np.bincount(y[:150], minlength=5) / 150
+    proba = probe.predict_proba(x[150:])
+    np.testing.assert_allclose(
+        proba[:, :4], np.tile(frequencies[:4], (50, 1)), atol=1e-3
+    )
+    assert proba[:, 4].max() < 1e-3
 
 
 def test_noise_features_get_strong_regularisation() -> None:
