@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from sklearn.datasets import load_digits
+from sklearn.datasets import load_digits, load_sample_image
 
 from lazyvision.errors import ImageError
 from lazyvision.images import (
@@ -517,6 +517,20 @@ def test_center_square_of_a_tall_image_upscaled() -> None:
     assert big.shape == (80, 80, 3)
     assert big[..., 0].max() == 0
     assert np.abs(big.astype(int) - GREEN).max() <= 1
+
+
+def test_center_square_writes_into_a_given_slot() -> None:
+    rgb = np.asarray(Image.fromarray(load_sample_image("flower.jpg")))  # read-only
+    store = np.zeros((2, 50, 50, 3), np.uint8)
+    slot = store[1]
+    assert center_square(rgb, 50, out=slot) is slot
+    assert np.array_equal(store[1], center_square(rgb, 50))
+    assert not store[0].any()
+    small = rgb[:50, :70]
+    center_square(small, 50, out=store[0])
+    assert np.array_equal(store[0], small[:, 10:60])
+    with pytest.raises(ValueError, match=r"out must be a \(50, 50, 3\) uint8 array"):
+        center_square(rgb, 50, out=np.zeros((50, 50, 3), np.float32))
 
 
 def test_center_square_rejects_bad_input() -> None:

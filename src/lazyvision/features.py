@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 #: Images embedded between two cache writes; a crash loses at most this many.
 CHUNK_SIZE = 256
+#: Images one decoding thread takes at a time.
+DECODE_TASK_SIZE = 16
 #: Below this many images a thread pool costs more than it saves.
 MIN_IMAGES_FOR_WORKERS = 64
 #: The smallest batch tried after running out of memory.
@@ -270,7 +272,7 @@ def decode_files(
             return DecodeResult(path=path, info=None, error=err)
         if store is not None:
             for side, array in store.arrays.items():
-                array[slot] = center_square(rgb, side)
+                center_square(rgb, side, out=array[slot])
         return DecodeResult(path=path, info=info, error=None)
 
     jobs = list(enumerate(paths, start=first))
@@ -278,8 +280,15 @@ def decode_files(
         # Threads, not processes: Pillow releases the GIL while it decodes and
         # resizes, and threads need no picklable state nor a main-module guard
         # in the user's script.
+        # A few images per task: one task per image spends more time handing
+        # the GIL between the submitting thread and the workers than decoding.
+        tasks = [
+            jobs[i : i + DECODE_TASK_SIZE]
+            for i in range(0, len(jobs), DECODE_TASK_SIZE)
+        ]
         with ThreadPoolExecutor(num_workers, thread_name_prefix="decode") as pool:
-            results = list(pool.map(decode, jobs))
+            done = pool.map(lambda task: [decode(job) for job in task], tasks)
+            results = [result for task in done for result in task]
     else:
         results = [decode(job) for job in jobs]
     if store is not None:

@@ -247,7 +247,9 @@ def try_decode_image(
     return info, rgb if keep_pixels else None
 
 
-def center_square(rgb: np.ndarray, side: int) -> np.ndarray:
+def center_square(
+    rgb: np.ndarray, side: int, *, out: np.ndarray | None = None
+) -> np.ndarray:
     """Crops the central square of an image and resizes it.
 
     The square has side ``min(H, W)`` and only its own pixels count. It is
@@ -257,13 +259,16 @@ def center_square(rgb: np.ndarray, side: int) -> np.ndarray:
     Args:
         rgb: An ``(H, W, 3)`` ``uint8`` array.
         side: The output side in pixels.
+        out: A writable ``(side, side, 3)`` ``uint8`` array to write into (a slot
+            of a larger store, say), saving a copy.
 
     Returns:
-        A new writable ``(side, side, 3)`` ``uint8`` array.
+        ``out``, or a new writable ``(side, side, 3)`` ``uint8`` array.
 
     Raises:
-        ValueError: ``rgb`` is not a non-empty ``(H, W, 3)`` ``uint8`` array, or
-            ``side`` is not a positive integer.
+        ValueError: ``rgb`` is not a non-empty ``(H, W, 3)`` ``uint8`` array,
+            ``side`` is not a positive integer, or ``out`` has another shape or
+            dtype.
 
     Example:
         >>> center_square(np.zeros((480, 640, 3), np.uint8), 224).shape
@@ -272,13 +277,21 @@ def center_square(rgb: np.ndarray, side: int) -> np.ndarray:
     _check_rgb(rgb, "rgb")
     if side < 1:
         raise ValueError(f"side must be a positive integer; got {side!r}")
+    if out is None:
+        out = np.empty((side, side, 3), np.uint8)
+    elif out.shape != (side, side, 3) or out.dtype != np.uint8:
+        raise ValueError(
+            f"out must be a ({side}, {side}, 3) uint8 array; got shape "
+            f"{out.shape!r}, dtype {out.dtype!r}"
+        )
     height, width = rgb.shape[:2]
     crop = min(height, width)
     top, left = (height - crop) // 2, (width - crop) // 2
 
     square = rgb[top : top + crop, left : left + crop]
     if crop == side:
-        return square.copy()
+        np.copyto(out, square)
+        return out
     # Cropping before resizing keeps pixels outside the square out of its edges.
     # torch's uint8 kernel for channels-last images computes Pillow's bicubic
     # filter (within one grey level) several times faster, and lets the decoding
@@ -292,7 +305,9 @@ def center_square(rgb: np.ndarray, side: int) -> np.ndarray:
     resized = F.interpolate(
         pixels, size=(side, side), mode="bicubic", antialias=True, align_corners=False
     )
-    return np.ascontiguousarray(resized[0].permute(1, 2, 0).numpy())
+    # The kernel returns planes; one copy interleaves them into ``out``.
+    torch.from_numpy(out).copy_(resized[0].permute(1, 2, 0))
+    return out
 
 
 def difference_hash(rgb: np.ndarray) -> int:
