@@ -82,6 +82,19 @@ def test_strongest_regularisation_predicts_the_class_frequencies() -> None:
     assert proba[:, 4].max() < 1e-3
 
 
+@pytest.mark.parametrize("num_features", [64, 512])
+def test_early_stop_keeps_the_strength_a_full_sweep_chooses(num_features: int) -> None:
+    x, y = _digits(num_features)
+    x = x + np.random.default_rng(1).normal(scale=40.0, size=x.shape)
+    train, val = slice(0, 200), slice(200, 500)
+    args = (x[train], y[train], x[val], y[val])
+    early = fit_probe(*args, num_classes=10)
+    full = fit_probe(*args, num_classes=10, patience=len(DEFAULT_C_GRID))
+    assert early.C == full.C
+    assert len(early.sweep) < len(full.sweep)
+    np.testing.assert_allclose(early.predict_proba(x[val]), full.predict_proba(x[val]))
+
+
 def test_noise_features_get_strong_regularisation() -> None:
     rng = np.random.default_rng(1)
     x = rng.normal(size=(200, 50))

@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_C_GRID: tuple[float, ...] = tuple(float(c) for c in np.logspace(-6, 4, 11))
 #: The fine step tried on each side of the best coarse strength.
 REFINE_FACTOR = 10**0.5
+#: How far (relative) the validation loss must fall below its value at the
+#: strongest regularisation before the sweep may stop early.
+PLATEAU_TOLERANCE = 1e-3
 
 # The projection onto the row space pays while the training rows number well under
 # the features; nearer square, building it costs more than it saves over a sweep of
@@ -85,16 +88,17 @@ def fit_probe(
     num_classes: int,
     c_grid: tuple[float, ...] = DEFAULT_C_GRID,
     max_iter: int = 500,
-    patience: int = 3,
+    patience: int = 2,
 ) -> Probe:
     """Fits the probe on train and picks its regularisation on val.
 
-    The coarse sweep runs from strong to weak regularisation and stops once
-    validation balanced accuracy and log loss have both failed to improve for
-    ``patience`` steps; then the half-decade on each side of the best strength is
-    tried. The chosen strength has the lowest validation log loss: a proper score
-    that moves smoothly with the strength, where accuracy on a few hundred images
-    moves in steps of one image and would pick by noise.
+    The coarse sweep runs from strong to weak regularisation and stops once the
+    validation log loss, having fallen below its value at the strongest
+    regularisation, has failed to improve for ``patience`` steps; then the
+    half-decade on each side of the best strength is tried. The chosen strength
+    has the lowest validation log loss: a proper score that moves smoothly with
+    the strength, where accuracy on a few hundred images moves in steps of one
+    image and would pick by noise.
 
     Args:
         train_embeddings: (N, D) training embeddings.
@@ -193,17 +197,22 @@ def _sweep(
     params = np.zeros((objective.z.shape[1] + 1) * num_classes)
     counts = np.bincount(objective.labels, minlength=num_classes)
     params[-num_classes:] = np.log(np.maximum(counts, 0.5) / len(objective.labels))
-    top_score, top_loss = -np.inf, np.inf
+    plateau: float | None = None
+    top_loss = np.inf
     since_improved = 0
     for c in c_grid:
-        score, loss = fit(c, params)
+        _, loss = fit(c, params)
         params = fitted[c]
-        # Past the best strength both curves turn: weaker regularisation only
-        # overfits, and those fits are the slow ones.
-        improved = score > top_score or loss < top_loss
+        # The strongest strengths all predict the class frequencies: the loss
+        # wanders along that plateau, and only once it has fallen below it does
+        # a loss that stops falling mean the best strength is behind. Past it,
+        # weaker regularisation only overfits, and those fits are the slow ones.
+        if plateau is None:
+            plateau = loss * (1 - PLATEAU_TOLERANCE)
+        improved = loss < top_loss
+        top_loss = min(top_loss, loss)
         since_improved = 0 if improved else since_improved + 1
-        top_score, top_loss = max(top_score, score), min(top_loss, loss)
-        if since_improved >= patience:
+        if top_loss < plateau and since_improved >= patience:
             break
     coarse_best = _best(sweep)
     for c in (coarse_best / REFINE_FACTOR, coarse_best * REFINE_FACTOR):
