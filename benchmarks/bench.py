@@ -867,6 +867,8 @@ def summarise_speed(runs: Sequence[dict[str, Any]]) -> dict[str, float]:
                 "forward": forward,
                 "timm_forward": timm_forward,
                 "cold_over_timm": cold / timm_forward,
+                "cold_over_steady": cold
+                / run["forward"].get("steady_seconds", math.nan),
                 "first_batch": run["forward"].get("first_batch_seconds", math.nan),
                 "steady": run["forward"].get("steady_seconds", math.nan),
                 "cold": cold,
@@ -964,7 +966,16 @@ def _format_speed(results: dict[str, Any]) -> str:
         ],
     )
     spread = _table(
-        ["model", "fwd s", "cold s", "warm s", "cold/fwd", "overhead", "best c/f"],
+        [
+            "model",
+            "fwd s",
+            "cold s",
+            "warm s",
+            "cold/fwd",
+            "overhead",
+            "best c/f",
+            "cold/steady",
+        ],
         [
             [
                 spec,
@@ -974,6 +985,7 @@ def _format_speed(results: dict[str, Any]) -> str:
                 ),
                 f"{s['overhead_share_min']:.0%}-{s['overhead_share_max']:.0%}",
                 f"{s['best_cold_over_forward']:.2f}",
+                f"{s['cold_over_steady']:.2f}",
             ]
             for spec, s in summaries.items()
         ],
@@ -997,7 +1009,8 @@ def _format_speed(results: dict[str, Any]) -> str:
         "steady = a second pass over the same batches\n\n"
         "SPREAD over the repeats (min-max)\n"
         f"{spread}\n"
-        "best c/f = fastest cold / fastest forward: the runs least slowed by other load"
+        "best c/f = fastest cold / fastest forward: the runs least slowed by other "
+        "load; cold/steady = cold against the forward's second pass (median)"
     )
 
 
