@@ -432,3 +432,32 @@ def test_asking_for_a_missing_gpu_is_refused_up_front() -> None:
     else:
         with pytest.raises(ModelError, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"num_resamples": 5},
+            r"num_resamples \(--resamples\) must be 0 .* at least 100",
+        ),
+        ({"num_workers": -1}, r"num_workers \(--workers\) must be 0 or more, got -1"),
+    ],
+)
+def test_settings_refuse_values_that_mean_nothing(
+    options: dict[str, int], message: str
+) -> None:
+    from lazyvision.errors import DataError
+
+    with pytest.raises(DataError, match=message):
+        Settings(**options)
+
+
+def test_a_positive_label_on_a_multiclass_set_is_refused(
+    tmp_path: Path, digits_splits: Path
+) -> None:
+    from lazyvision.errors import DataError
+
+    settings = dataclasses.replace(FAST, positive_label="3")
+    with pytest.raises(DataError, match=r"applies to a binary task; .* 10 classes"):
+        rank(digits_splits, models=["pixels"], output=tmp_path, settings=settings)

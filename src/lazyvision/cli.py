@@ -143,7 +143,11 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--path-column", default="filepath")
     group.add_argument("--label-column", default="label")
     group.add_argument("--image-root", help="folder relative paths resolve against")
-    group.add_argument("--workers", type=int, help="decoding processes")
+    group.add_argument(
+        "--workers",
+        type=_workers,
+        help="decoding threads (default: one per core, at most 8; 0: none)",
+    )
 
 
 def _add_run_options(
@@ -237,6 +241,20 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 _COUNT_SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
+
+
+def _workers(text: str) -> int:
+    """A number of decoding threads: 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of threads; use 0 or more (0 decodes in "
+            "the main thread)"
+        )
+    return value
 
 
 def _count(text: str) -> int:

@@ -78,6 +78,10 @@ SPLIT_METRICS = ("val", "test")
 DEFAULT_SORT = "val_balanced_accuracy"
 
 
+#: The fewest bootstrap resamples that place the ends of a 95% interval.
+MIN_RESAMPLES = 100
+
+
 @dataclass(frozen=True)
 class Settings:
     """How backbones are run and scored; everything but the data and the models.
@@ -87,10 +91,12 @@ class Settings:
         precision: "auto" (bfloat16 where the hardware has it), "float32",
             "bfloat16" or "float16".
         device: "auto", "cpu", "cuda" or "cuda:N".
-        num_workers: Decoding processes; ``None`` picks from the CPU count.
+        num_workers: Decoding threads; ``None`` picks from the CPU count, 0
+            decodes in the calling thread.
         positive_label: The positive class of a binary task; ``None`` takes the
             last class in sorted order ("1" of 0/1, "yes" of no/yes).
-        num_resamples: Bootstrap resamples for the 95% intervals.
+        num_resamples: Bootstrap resamples for the 95% intervals: 0 for none,
+            else at least :data:`MIN_RESAMPLES`.
         seed: Seed of the bootstraps and of a drawn validation split.
         weights: Local checkpoint per backbone name.
         allow_download: Whether timm may fetch weights from its hub.
@@ -124,9 +130,17 @@ class Settings:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise DataError(f"batch_size must be 1 or more, got {self.batch_size!r}")
-        if self.num_resamples < 0:
+        if self.num_resamples != 0 and not self.num_resamples >= MIN_RESAMPLES:
             raise DataError(
-                f"num_resamples must be 0 or more, got {self.num_resamples!r}"
+                f"num_resamples (--resamples) must be 0 (no intervals) or at least "
+                f"{MIN_RESAMPLES}, got {self.num_resamples!r}: fewer resamples "
+                "cannot place a 95% interval's ends"
+            )
+        workers = self.num_workers
+        if workers is not None and workers < 0:
+            raise DataError(
+                f"num_workers (--workers) must be 0 or more, got {workers!r}; "
+                "0 decodes in the calling thread"
             )
         budget = self.max_seconds_per_model
         if budget is not None and budget <= 0:
@@ -189,6 +203,11 @@ class Manifest:
             key=lambda e: (_SPLIT_ORDER.get(e.split, 9), e.path, e.origin),
         )
         positive = None
+        if positive_label is not None and len(classes) != 2:
+            raise DataError(
+                f"positive label {positive_label!r} applies to a binary task; this "
+                f"data set has {len(classes)} classes. Leave it out"
+            )
         if len(classes) == 2:
             positive = positive_label if positive_label is not None else classes[-1]
             if positive not in classes:
