@@ -115,3 +115,17 @@ def test_precision_choices() -> None:
     assert resolve_precision("auto", CPU) in (torch.float32, torch.bfloat16)
     with pytest.raises(Exception, match="precision 'half' is not one of"):
         resolve_precision("half", CPU)
+
+
+def test_remembered_speed_is_the_one_measured_on_the_most_images(
+    tmp_path: Path,
+) -> None:
+    from lazyvision.features import _remember_speed
+
+    assert _remember_speed(tmp_path, 0, 0.0) is None
+    assert _remember_speed(tmp_path, 200, 2.0) == 100.0
+    # A rerun that computed a few missing images reports the larger measurement.
+    assert _remember_speed(tmp_path, 30, 1.0) == 100.0
+    assert _remember_speed(tmp_path, 0, 0.0) == 100.0
+    assert _remember_speed(tmp_path, 400, 2.0) == 200.0
+    assert _remember_speed(tmp_path, 0, 0.0) == 200.0

@@ -80,7 +80,9 @@ def test_repeats_need_a_training_set_only(tmp_path: Path, digits_splits: Path) -
 
 @pytest.mark.parametrize("repeats", [0, -1, 2.5, True])
 def test_repeats_must_be_a_positive_whole_number(repeats: Any) -> None:
-    with pytest.raises(DataError, match=f"num_repeats must be .*{repeats!r}"):
+    with pytest.raises(
+        DataError, match=rf"num_repeats \(--repeats\) must be .*{repeats!r}"
+    ):
         Settings(num_repeats=repeats)
 
 

@@ -461,3 +461,19 @@ def test_a_positive_label_on_a_multiclass_set_is_refused(
     settings = dataclasses.replace(FAST, positive_label="3")
     with pytest.raises(DataError, match=r"applies to a binary task; .* 10 classes"):
         rank(digits_splits, models=["pixels"], output=tmp_path, settings=settings)
+
+
+def test_one_class_or_no_time_is_refused_before_any_image_is_read(
+    tmp_path: Path,
+) -> None:
+    from lazyvision.errors import DataError
+
+    for split in ("train", "val"):
+        folder = tmp_path / "data" / split / "cat"
+        folder.mkdir(parents=True)
+        # No real image is needed: the run must stop before reading any.
+        (folder / "a.png").write_bytes(b"not read")
+    with pytest.raises(DataError, match=r"one class in train \('cat'\)"):
+        rank(tmp_path / "data", models=["pixels"], output=tmp_path / "run")
+    with pytest.raises(DataError, match=r"--max-seconds\) must be a positive"):
+        rank(tmp_path / "data", models=["pixels"], max_seconds=0)

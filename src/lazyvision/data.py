@@ -485,7 +485,10 @@ class _Table:
             close = self.close_matches(name)
             if close:
                 message += f"; did you mean {' or '.join(map(repr, close))}?"
-            raise DataError(f"{message} (set {role}_column to choose another)")
+            raise DataError(
+                f"{message} (choose another with --{role}-column, or {role}_column "
+                "in Python)"
+            )
         index = self.header.index(name)
         return [record[index] for record in self.records]
 

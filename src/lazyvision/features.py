@@ -310,8 +310,8 @@ class Extraction:
         batch_size: The batch size that ran (smaller than asked after running out
             of memory).
         dtype: The compute precision used.
-        images_per_second: Throughput of this extraction, or the one remembered
-            from the extraction that filled the cache.
+        images_per_second: Throughput measured on the most images for this
+            cache entry: by this extraction, or by an earlier, larger one.
     """
 
     embeddings: np.ndarray
@@ -403,27 +403,30 @@ def extract_features(
     )
 
 
-#: Fewer images than this give no throughput figure worth keeping.
-MIN_IMAGES_FOR_SPEED = 32
-
-
 def _remember_speed(folder: Path, num_computed: int, seconds: float) -> float | None:
-    """Records this extraction's throughput, or recalls the cache entry's.
+    """Keeps the throughput measured on the most images; returns it.
 
-    Called under the entry's lock, so a run that reads embeddings another run
-    computed reports that run's measured speed.
+    A cache entry serves many runs, some of which compute only a few missing
+    images: a throughput over a handful of images is mostly the first batch's
+    set-up, and would make the same data report another speed on every run.
+    The entry therefore keeps the measurement with the most images behind it
+    (the latest on a tie), and every run reports that one. Called under the
+    entry's lock.
     """
     path = folder / "speed.json"
     known: float | None = None
-    with contextlib.suppress(OSError, ValueError, TypeError):
-        known = float(json.loads(path.read_text())["images_per_second"])
+    known_images = 0
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        saved = json.loads(path.read_text())
+        known = float(saved["images_per_second"])
+        known_images = int(saved.get("images", 0))
     if num_computed == 0 or seconds <= 0:
         return known
+    if known is not None and num_computed < known_images:
+        return known
     measured = num_computed / seconds
-    if num_computed >= MIN_IMAGES_FOR_SPEED or known is None:
-        write_json_atomic(path, {"images_per_second": measured, "images": num_computed})
-        return measured
-    return known
+    write_json_atomic(path, {"images_per_second": measured, "images": num_computed})
+    return measured
 
 
 def _run_backbone(

@@ -129,7 +129,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise DataError(f"batch_size must be 1 or more, got {self.batch_size!r}")
+            raise DataError(
+                f"batch_size (--batch-size) must be 1 or more, got {self.batch_size!r}"
+            )
         if self.num_resamples != 0 and not self.num_resamples >= MIN_RESAMPLES:
             raise DataError(
                 f"num_resamples (--resamples) must be 0 (no intervals) or at least "
@@ -144,19 +146,28 @@ class Settings:
             )
         budget = self.max_seconds_per_model
         if budget is not None and budget <= 0:
-            raise DataError(f"max_seconds_per_model must be positive, got {budget!r}")
+            raise DataError(
+                "max_seconds_per_model (--max-seconds-per-model) must be positive, "
+                f"got {budget!r}"
+            )
         if isinstance(self.num_repeats, bool) or not isinstance(self.num_repeats, int):
             raise DataError(
-                f"num_repeats must be a whole number, got {self.num_repeats!r}"
+                "num_repeats (--repeats) must be a whole number, got "
+                f"{self.num_repeats!r}"
             )
         if self.num_repeats < 1:
-            raise DataError(f"num_repeats must be 1 or more, got {self.num_repeats!r}")
+            raise DataError(
+                f"num_repeats (--repeats) must be 1 or more, got {self.num_repeats!r}"
+            )
         for name in ("max_latency_ms", "max_params"):
             limit = getattr(self, name)
             if limit is not None and not (
                 isinstance(limit, int | float) and 0 <= limit < math.inf
             ):
-                raise DataError(f"{name} must be 0 or more, or None; got {limit!r}")
+                flag = "--" + name.replace("_", "-")
+                raise DataError(
+                    f"{name} ({flag}) must be 0 or more, or None; got {limit!r}"
+                )
 
 
 @dataclass(frozen=True)
@@ -757,6 +768,11 @@ def rank(
     """
     started = time.monotonic()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if max_seconds is not None and not max_seconds > 0:
+        raise DataError(
+            f"max_seconds (--max-seconds) must be a positive number of seconds, "
+            f"got {max_seconds!r}"
+        )
     deadline = started + max_seconds if max_seconds is not None else None
     specs = _check_models(models)
     _check_sort(sort)
@@ -771,6 +787,12 @@ def rank(
             seed=settings.seed,
         )
     )
+    if len(dataset.classes) < 2:
+        raise DataError(
+            f"dataset {dataset.source!r} has one class in train "
+            f"({', '.join(map(repr, dataset.classes))}); ranking backbones needs at "
+            "least two classes to tell apart"
+        )
     val_drawn = _val_was_drawn(dataset)
     _check_repeats(settings, val_drawn=val_drawn, source=repr(dataset.source))
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
