@@ -582,3 +582,11 @@ def test_negative_workers_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match=r"workers must be 0 or more, got -1"):
         inspect_images(load_dataset(tmp_path), workers=-1)
+
+
+def test_counts_read_as_english() -> None:
+    from lazyvision.check import _plural
+
+    assert _plural(1, "class") == "1 class"
+    assert _plural(2, "class") == "2 classes"
+    assert _plural(3, "image") == "3 images"
