@@ -151,7 +151,7 @@ def test_unknown_sort_column_is_a_usage_error_with_suggestions(
     assert "did you mean 'val_balanced_accuracy'" in err
 
 
-def test_misspelt_model_is_a_failed_row_and_a_partial_exit(
+def test_misspelt_model_is_a_usage_error_before_any_work(
     tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = tmp_path / "run"
@@ -160,27 +160,35 @@ def test_misspelt_model_is_a_failed_row_and_a_partial_exit(
     status = main(argv)
     out, err = capsys.readouterr()
 
-    assert status == 3
+    assert status == 2
+    assert out == ""
+    assert "unknown model 'resnet5O'" in err
+    assert "did you mean 'resnet50'" in err
+    assert not run.exists()
+
+
+def test_failed_model_is_a_row_and_a_partial_exit_logged_once_per_run(
+    tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    bad = tmp_path / "bad.safetensors"
+    save_file({"conv1.weight": torch.zeros(3, 3)}, bad)
+    run = tmp_path / "run"
+    argv = _rank(splits, run, cache, "--weights", f"test_resnet={bad}")
+    argv[argv.index(TINY)] = "pixels,test_resnet"
+    for _ in range(2):
+        assert main(argv) == 3
+        out, err = capsys.readouterr()
+        assert err.count("test_resnet failed") == 1, err
     rows = {
         row["model"]: row for row in json.loads((run / "leaderboard.json").read_text())
     }
     assert rows["pixels"]["status"] == "ok"
-    assert rows["resnet5O"]["status"] == "failed"
-    assert "did you mean 'resnet50'" in rows["resnet5O"]["reason"]
-    assert _table_models(out) == ["pixels", "resnet5O"]
+    assert rows["test_resnet"]["status"] == "failed"
+    assert _table_models(out) == ["pixels", "test_resnet"]
     assert "failed" in out
-    assert "'resnet50'" in err  # the full reason is logged where the user sees it
-
-
-def test_log_lines_are_not_repeated_by_a_second_run_in_one_process(
-    tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    argv = _rank(splits, tmp_path / "run", cache)
-    argv[argv.index(TINY)] = "pixels,resnet5O"
-    for _ in range(2):
-        assert main(argv) == 3
-        err = capsys.readouterr().err
-        assert err.count("resnet5O failed") == 1, err
 
 
 def test_weights_without_equals_sign_is_a_usage_error(

@@ -119,17 +119,13 @@ def test_warm_rerun_computes_nothing(tmp_path: Path, digits_splits: Path) -> Non
     pd.testing.assert_frame_equal(first[columns], second[columns])
 
 
-def test_unknown_backbone_becomes_a_row(tmp_path: Path, digits_splits: Path) -> None:
-    board = rank(
-        digits_splits,
-        models=["pixels", "resnet5O"],
-        output=tmp_path / "run",
-        settings=FAST,
-    )
-    failed = board.set_index("model").loc["resnet5O"]
-    assert failed["status"] == "failed"
-    assert "resnet50" in failed["reason"]
-    assert board.iloc[-1]["model"] == "resnet5O"
+def test_a_misspelt_backbone_stops_the_run_before_the_data_is_read(
+    tmp_path: Path,
+) -> None:
+    from lazyvision.errors import DataError
+
+    with pytest.raises(DataError, match=r"unknown model 'resnet5O'.*'resnet50'"):
+        rank(tmp_path / "absent", models=["pixels", "resnet5O"], output=tmp_path)
 
 
 def test_broken_checkpoint_becomes_a_row(tmp_path: Path, digits_splits: Path) -> None:

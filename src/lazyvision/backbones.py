@@ -323,6 +323,21 @@ def resolve_preprocessing(spec: str) -> Preprocessing:
     return _preprocessing_of(model)
 
 
+def check_spec(spec: str) -> None:
+    """Checks that some zoo knows the model a spec names, without building it.
+
+    Raises:
+        ModelError: The spec is malformed or names no known model; the message
+            suggests close names.
+
+    Example:
+        >>> check_spec("resnet50@random")
+    """
+    parsed = parse_spec(spec)
+    if not any(zoo.resolve(parsed.name) is not None for zoo in _ZOOS):
+        raise ModelError(_unknown_model_message(parsed.name))
+
+
 def register_zoo(zoo: Zoo) -> None:
     """Adds a zoo; names it resolves win over those of the zoos before it."""
     _ZOOS.insert(0, zoo)

@@ -36,6 +36,7 @@ from lazyvision.backbones import (
     DEFAULT_MODELS,
     Backbone,
     Preprocessing,
+    check_spec,
     count_macs,
     create_backbone,
     resolve_preprocessing,
@@ -51,7 +52,13 @@ from lazyvision.cache import (
 )
 from lazyvision.check import DatasetReport, check_dataset, raise_for_problems
 from lazyvision.data import Dataset, Sample, load_dataset
-from lazyvision.errors import BudgetExceeded, DataError, ImageError, LazyVisionError
+from lazyvision.errors import (
+    BudgetExceeded,
+    DataError,
+    ImageError,
+    LazyVisionError,
+    ModelError,
+)
 from lazyvision.features import (
     Extraction,
     PixelStore,
@@ -883,6 +890,7 @@ def _check_repeats(settings: Settings, *, val_drawn: bool, source: str) -> None:
 
 
 def _check_models(models: Sequence[str] | str | None) -> list[str]:
+    """The specs to run; a misspelt name stops the run before any data is read."""
     if models is None:
         return list(DEFAULT_MODELS)
     if isinstance(models, str):
@@ -892,7 +900,14 @@ def _check_models(models: Sequence[str] | str | None) -> list[str]:
         raise DataError("models is empty; name at least one backbone, e.g. 'pixels'")
     duplicated = sorted({m for m in specs if specs.count(m) > 1})
     if duplicated:
-        raise DataError(f"models names {', '.join(map(repr, duplicated))} twice")
+        raise DataError(
+            f"models (--models) names {', '.join(map(repr, duplicated))} twice"
+        )
+    for spec in specs:
+        try:
+            check_spec(spec)
+        except ModelError as err:
+            raise DataError(f"models (--models): {err}") from err
     return specs
 
 
