@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from lazyvision._allocator import reuse_freed_memory
 from lazyvision._fusion import fold_batchnorm
 from lazyvision.backbones import Backbone, Preprocessing
 from lazyvision.cache import (
@@ -374,19 +375,20 @@ def extract_features(
             own = pixels.for_side(side)
             try:
                 own.ensure(missing)
-                used_batch = _run_backbone(
-                    backbone,
-                    missing,
-                    pixels=own,
-                    side=side,
-                    store=store,
-                    into=cached,
-                    batch_size=batch_size,
-                    device=device,
-                    dtype=dtype,
-                    deadline=deadline,
-                    progress=progress,
-                )
+                with _reusing_memory(device):
+                    used_batch = _run_backbone(
+                        backbone,
+                        missing,
+                        pixels=own,
+                        side=side,
+                        store=store,
+                        into=cached,
+                        batch_size=batch_size,
+                        device=device,
+                        dtype=dtype,
+                        deadline=deadline,
+                        progress=progress,
+                    )
             finally:
                 if own is not pixels:
                     own.close()
@@ -515,6 +517,13 @@ def _forward(
     if output.ndim != 2:
         output = output.flatten(1)
     return output.float().cpu().numpy()
+
+
+def _reusing_memory(device: torch.device) -> contextlib.AbstractContextManager[bool]:
+    """On the CPU, freed activation maps are reused rather than unmapped."""
+    if device.type == "cpu":
+        return reuse_freed_memory()
+    return contextlib.nullcontext(False)
 
 
 def _free_memory(device: torch.device) -> None:
