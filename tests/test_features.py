@@ -74,6 +74,24 @@ def test_prepared_batch_matches_timms_own_transform(
     assert torch.nn.functional.cosine_similarity(a, b).item() > 0.98
 
 
+def test_prepared_batch_is_the_normalised_centre_crop() -> None:
+    preprocessing = resolve_preprocessing("mobilenetv2_100")
+    side = BatchPreparer.stored_side(preprocessing)
+    squares = np.random.default_rng(1).integers(
+        0, 256, (4, side, side, 3), dtype=np.uint8
+    )
+    batch = BatchPreparer(preprocessing, side, CPU)(squares)
+
+    height, width = preprocessing.input_size
+    top, left = (side - height) // 2, (side - width) // 2
+    crop = squares[:, top : top + height, left : left + width] / 255.0
+    expected = (crop - np.array(preprocessing.mean)) / np.array(preprocessing.std)
+    assert batch.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(
+        batch.permute(0, 2, 3, 1).numpy(), expected, rtol=0, atol=1e-5
+    )
+
+
 def test_squash_and_resize_paths_give_the_input_size(tmp_path: Path) -> None:
     preprocessing = resolve_preprocessing("test_vit")
     squares = np.random.default_rng(0).integers(
