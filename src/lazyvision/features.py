@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from lazyvision._activations import swap_activations
 from lazyvision._allocator import reuse_freed_memory
 from lazyvision._fusion import fold_batchnorm
 from lazyvision.backbones import Backbone, Preprocessing
@@ -511,7 +512,8 @@ def _run_backbone(
 
 def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Readies ``model`` for extraction, in place: evaluation mode, on ``device``,
-    channels-last, and BatchNorm folded into the convolutions that feed it.
+    channels-last, BatchNorm folded into the convolutions that feed it, and on the
+    CPU, ReLU and ReLU6 computed on the bits of 16-bit floats.
 
     This is the model whose forward pass extraction times; the benchmark times the
     same one.
@@ -522,6 +524,9 @@ def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Modu
     folded = fold_batchnorm(model)
     if folded:
         logger.debug("folded %d BatchNorm layers into their convolutions", folded)
+    if device.type == "cpu":
+        swapped = swap_activations(model)
+        logger.debug("%d ReLU layers clamp 16-bit floats as integers", swapped)
     return model
 
 
