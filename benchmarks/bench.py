@@ -6,8 +6,8 @@ One run prints, side by side, for each backbone:
   lazyvision's batch size and precision (channels-last, bfloat16 autocast where
   the CPU has it), timed from the first batch in a fresh process, once for the
   model as lazyvision prepares and runs it (BatchNorm folded into the
-  convolutions, freed memory reused) and once as timm builds it, in a process at
-  PyTorch's defaults;
+  convolutions, ReLUs as integer clamps of 16-bit floats, freed memory reused)
+  and once as timm builds it, in a process at PyTorch's defaults;
 - lazyvision's cold run of that backbone alone (``runner.rank`` in-process with an
   empty cache, timed after the imports), with the row's extract and head seconds
   and the rest split into phases;
@@ -648,10 +648,10 @@ def time_forward(
 
     Timed from the first batch of a model that has not run yet, as extraction
     runs it: inference mode, channels-last, autocast to the resolved precision.
-    ``prepared`` runs the model as lazyvision prepares and runs it (BatchNorm
-    folded into the convolutions, freed memory reused); otherwise as timm builds
-    it, in a process left at PyTorch's defaults. A second, steady pass over the
-    same batches is timed too.
+    ``prepared`` runs the model as lazyvision prepares and runs it (see
+    :func:`lazyvision.features.prepare_model`; freed memory reused); otherwise as
+    timm builds it, in a process left at PyTorch's defaults. A second, steady pass
+    over the same batches is timed too.
     """
     import torch
 
@@ -1000,9 +1000,9 @@ def _format_speed(results: dict[str, Any]) -> str:
         f"SPEED: seconds for all {num_images} images (medians)\n"
         f"{speed}\n"
         "fwd = the bare forward of the model as lazyvision runs it (BatchNorm folded "
-        "into the convolutions, freed memory reused), from its first batch, in a "
-        "fresh process; timm fwd = the same for the model as timm builds it, at "
-        "PyTorch's defaults\n"
+        "into the convolutions, ReLUs as integer clamps, freed memory reused), from "
+        "its first batch, in a fresh process; timm fwd = the same for the model as "
+        "timm builds it, at PyTorch's defaults\n"
         f"targets: cold/fwd <= {TARGET_COLD_OVER_FORWARD}, cold/warm >= "
         f"{TARGET_COLD_OVER_WARM:g}, overhead (decode + extract beyond the bare "
         f"forward + head) < {TARGET_OVERHEAD_SHARE:.0%} of cold; '!' marks a miss; "
@@ -1066,7 +1066,8 @@ def _format_memory(runs: Sequence[dict[str, Any]]) -> str:
         text += "\ngrowth from the small to the large set: " + ", ".join(growth)
     return (
         text + "\npeak RSS is VmHWM; anon and file are sampled every 20 ms; the pixel "
-        "store is a file-backed memory map, counted under file"
+        "store (its size shown for scale) lives in a temporary file read and written "
+        "at offsets, so it takes page cache, not resident memory"
     )
 
 
