@@ -33,6 +33,7 @@ from lazyvision.backbones import (
     ModelSpec,
     Preprocessing,
     TimmZoo,
+    check_spec,
     count_macs,
     create_backbone,
     list_models,
@@ -265,6 +266,8 @@ def test_pixels_baseline_flattens_a_thumbnail() -> None:
 def test_pixels_has_no_random_control() -> None:
     with pytest.raises(ModelError, match="no weights to randomise"):
         create_backbone("pixels@random")
+    with pytest.raises(ModelError, match=r"'Pixels@random'.*no weights to randomise"):
+        check_spec("Pixels@random")  # before any image is read
 
 
 # Local checkpoints
@@ -472,7 +475,8 @@ def test_url_weights_without_download_raise(
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(WeightsError, match=r"xception.*\(allow_download=False\)"):
+    expected = r"xception.*downloads are off.*--weights xception=PATH"
+    with pytest.raises(WeightsError, match=expected):
         create_backbone("xception", allow_download=False)
 
 

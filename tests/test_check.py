@@ -492,6 +492,21 @@ def test_render_lists_problems_notes_and_warnings(tmp_path: Path) -> None:
     )
 
 
+def test_one_class_in_train_is_named_before_ranking(tmp_path: Path) -> None:
+    make_split_csvs(
+        tmp_path,
+        {"train": [("a0.png", "cat"), ("a1.png", "cat")], "val": [("b.png", "cat")]},
+    )
+
+    text = check_dataset(load_dataset(tmp_path)).render()
+
+    assert "Every image can be read" not in text
+    assert text.endswith(
+        "Before ranking:\n  add images of a second class to train (only 'cat'): "
+        "a ranking needs at least two classes to tell apart"
+    )
+
+
 def test_problem_in_a_class_folder_is_named_once(tmp_path: Path) -> None:
     for split in ("train", "val"):
         for i, label in enumerate("ab"):

@@ -230,6 +230,31 @@ def test_class_missing_from_val_is_a_warning(tmp_path: Path) -> None:
     assert dataset.warnings == ("1 class in train but not in val: 'b'",)
 
 
+def test_labels_given_once_each_are_flagged(tmp_path: Path) -> None:
+    # The path column taken for the labels: every image its own class.
+    paths = [(f"t{i}.png", f"t{i}.png") for i in range(25)]
+    write_csv(tmp_path / "train.csv", [("filepath", "label"), *paths])
+    write_csv(tmp_path / "val.csv", labelled_rows("v", ["t0.png"]))
+
+    dataset = load_dataset(tmp_path)
+
+    assert len(dataset.classes) == 25
+    assert any(
+        "25 classes for 25 training images" in w and "--label-column" in w
+        for w in dataset.warnings
+    )
+
+
+def test_many_classes_with_several_images_each_are_not_flagged(
+    tmp_path: Path,
+) -> None:
+    labels = [f"c{i % 25}" for i in range(75)]
+    write_csv(tmp_path / "train.csv", labelled_rows("t", labels))
+    write_csv(tmp_path / "val.csv", labelled_rows("v", labels[:25]))
+
+    assert load_dataset(tmp_path).warnings == ()
+
+
 def test_class_in_test_that_train_lacks_is_an_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -438,10 +438,12 @@ def test_asking_for_a_missing_gpu_is_refused_up_front() -> None:
             r"num_resamples \(--resamples\) must be 0 .* at least 100",
         ),
         ({"num_workers": -1}, r"num_workers \(--workers\) must be 0 or more, got -1"),
+        ({"device": "quantum"}, r"device \(--device\): device 'quantum' is not"),
+        ({"precision": "int4"}, r"precision \(--precision\) must be one of auto,"),
     ],
 )
 def test_settings_refuse_values_that_mean_nothing(
-    options: dict[str, int], message: str
+    options: dict[str, int | str], message: str
 ) -> None:
     from lazyvision.errors import DataError
 

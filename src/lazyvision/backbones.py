@@ -45,6 +45,10 @@ from lazyvision.errors import ModelError, UnsafeCheckpointError, WeightsError
 logger = logging.getLogger(__name__)
 
 PIXELS = "pixels"
+_RANDOM_PIXELS = (
+    "model spec {spec!r}: the pixel baseline has no weights to randomise; use "
+    f"{PIXELS!r}"
+)
 RANDOM_SUFFIX = "@random"
 
 # Keras application names, squashed (lower case, no "_", "-" or spaces), to the timm
@@ -336,6 +340,8 @@ def check_spec(spec: str) -> None:
     parsed = parse_spec(spec)
     if not any(zoo.resolve(parsed.name) is not None for zoo in _ZOOS):
         raise ModelError(_unknown_model_message(parsed.name))
+    if parsed.random_weights and parsed.name.lower() == PIXELS:
+        raise ModelError(_RANDOM_PIXELS.format(spec=parsed.text))
 
 
 def register_zoo(zoo: Zoo) -> None:
@@ -414,10 +420,7 @@ class PixelZoo:
     ) -> Backbone:
         """Builds the baseline; it has no weights, so ``@random`` is refused."""
         if spec.random_weights:
-            raise ModelError(
-                f"model spec {spec.text!r}: the pixel baseline has no weights to "
-                f"randomise; use {PIXELS!r}"
-            )
+            raise ModelError(_RANDOM_PIXELS.format(spec=spec.text))
         return Backbone(
             name=spec.text,
             architecture=PIXELS,
@@ -534,9 +537,10 @@ def _load_weights(
         )
     else:
         advice = (
-            f". Pass a checkpoint with weights={{{spec.name!r}: path}}, allow "
-            f"downloads, or use {spec.name + RANDOM_SUFFIX!r} for a random-weight "
-            "control"
+            f". Pass a checkpoint with --weights {spec.name}=PATH (in Python, "
+            f"weights={{{spec.name!r}: path}}), allow downloads (drop --offline and "
+            f"HF_HUB_OFFLINE), or use {spec.name + RANDOM_SUFFIX!r} for a "
+            "random-weight control"
         )
     raise WeightsError(
         f"no weights for model {spec.text!r} ({architecture}): "
@@ -670,7 +674,7 @@ def _connection_error_types() -> tuple[type[Exception], ...]:
 def _why_no_download(*, allow_download: bool) -> str | None:
     """Why no download may be tried now, or None when one may."""
     if not allow_download:
-        return "allow_download=False"
+        return "downloads are off (--offline, or allow_download=False)"
     if _hub_failure is not None:
         return "the hub was unreachable earlier in this process"
     if _hub_offline():

@@ -515,7 +515,8 @@ def _verdict_lines(report: DatasetReport) -> list[str]:
     """The last words of the report: what stops a ranking run, and how to go on."""
     near = _plural(len(report.near_duplicates), "near-duplicate pair")
     verb = "does" if len(report.near_duplicates) == 1 else "do"
-    if not (report.problems or report.duplicates):
+    classes = report.dataset.classes
+    if not (report.problems or report.duplicates or len(classes) < 2):
         if not report.near_duplicates:
             return ["Every image can be read; no file is shared between splits."]
         return [
@@ -523,6 +524,12 @@ def _verdict_lines(report: DatasetReport) -> list[str]:
             f"The {near} {verb} not stop a run but may make scores optimistic.",
         ]
     lines = ["Before ranking:"]
+    if len(classes) < 2:
+        only = f" (only {classes[0]!r})" if classes else ""
+        lines.append(
+            f"  add images of a second class to train{only}: a ranking needs at "
+            "least two classes to tell apart"
+        )
     if report.problems:
         lines.append(
             f"  fix or remove the {_plural(len(report.problems), 'file')} that "

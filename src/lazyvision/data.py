@@ -25,6 +25,9 @@ from lazyvision.errors import DataError
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+#: From this many classes on, a set where most training labels occur once is
+#: flagged: a path or an id column taken for the labels looks like that.
+MANY_LABELS = 20
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 )
@@ -198,6 +201,12 @@ def _finish(
 
     classes = sort_labels({s.label for s in samples if s.split == "train"})
     warnings = warnings + _case_pair_warnings(samples)
+    num_train = sum(sample.split == "train" for sample in samples)
+    if len(classes) >= MANY_LABELS and len(classes) * 2 > num_train:
+        warnings.append(
+            f"{len(classes)} classes for {num_train} training images: most labels "
+            "are given once; is the label column the right one (--label-column)?"
+        )
     unknown: list[str] = []
     for split in ("val", "test"):
         labels = {sample.label for sample in samples if sample.split == split}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import gc
 import json
 import logging
 import math
@@ -60,6 +61,7 @@ from lazyvision.errors import (
     ModelError,
 )
 from lazyvision.features import (
+    PRECISIONS,
     Extraction,
     PixelStore,
     decode_files,
@@ -166,6 +168,15 @@ class Settings:
             raise DataError(
                 f"num_repeats (--repeats) must be 1 or more, got {self.num_repeats!r}"
             )
+        if self.precision not in PRECISIONS:
+            raise DataError(
+                f"precision (--precision) must be one of {', '.join(PRECISIONS)}; "
+                f"got {self.precision!r}"
+            )
+        try:
+            resolve_device(self.device)
+        except ModelError as err:
+            raise DataError(f"device (--device): {err}") from err
         for name in ("max_latency_ms", "max_params"):
             limit = getattr(self, name)
             if limit is not None and not (
@@ -819,14 +830,19 @@ def rank(
     )
     evaluations: dict[str, Evaluation] = {}
     manifest: Manifest | None = None
+    # The objects that exist before the run (torch, timm and pandas loaded: about
+    # 400,000 of them) stay out of its full garbage collections, 0.15 s a pass.
+    gc.freeze()
     try:
         report, digests = _scan(dataset, paths, store, cache, settings)
         _save_dataset_report(run_dir, report)
         raise_for_problems(report, skip_bad=skip_bad, allow_duplicates=allow_duplicates)
         if report.problems:
+            count = len(report.problems)
             logger.warning(
-                "left out %d unreadable images; listed in %s",
-                len(report.problems),
+                "left out %d unreadable %s; listed in %s",
+                count,
+                "image" if count == 1 else "images",
                 run_dir / "skipped_files.csv",
             )
         manifest = Manifest.build(
@@ -855,6 +871,7 @@ def rank(
         raise RunInterrupted(board, run_dir) from None
     finally:
         store.close()
+        gc.unfreeze()
     board = _finish(run_dir, evaluations, sort, manifest, settings)
     run_info["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     write_json_atomic(run_dir / "run.json", _clean(run_info))
