@@ -228,7 +228,13 @@ class PixelStore:
         Images stored side by side, as a decode pass leaves them, are read in one
         call.
         """
-        squares = np.empty((len(digests), side, side, 3), np.uint8)
+        # torch's allocator, not numpy's: numpy advises huge pages for blocks of
+        # 4 MiB and more, and with freed memory reused during extraction that
+        # advice spreads to the heap the activations then fault in, which made
+        # the kernel compact memory for them (1 to 4 times the forward's system
+        # time, from run to run).
+        shape = (len(digests), side, side, 3)
+        squares = torch.empty(shape, dtype=torch.uint8).numpy()
         slots = [self.index[d] for d in digests]
         if slots and slots == list(range(slots[0], slots[0] + len(slots))):
             self._read(side, slots[0], squares)
