@@ -233,3 +233,18 @@ def test_test_class_that_train_lacks_is_a_clean_error(
         "classes it was never shown\n"
     )
     assert "Traceback" not in err
+
+
+def test_check_of_a_one_class_set_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for split, count in (("train", 2), ("val", 1)):
+        for index in range(count):
+            picture(index + 10 * len(split)).save(tmp_path / f"{split}{index}.png")
+        rows = [f"{split}{index}.png,cat" for index in range(count)]
+        (tmp_path / f"{split}.csv").write_text("filepath,label\n" + "\n".join(rows))
+
+    assert main(["check", str(tmp_path)]) == 2
+    assert "add images of a second class to train (only 'cat')" in (
+        capsys.readouterr().out
+    )

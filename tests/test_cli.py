@@ -401,7 +401,10 @@ def test_ctrl_c_keeps_what_finished_and_the_rerun_resumes(
     assert not (run / "models" / "test_resnet_random" / "row.json").exists()
 
     # The same command again, in this process: it spares a second start-up.
-    assert main(arguments) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(arguments) == 0
+    reused = "note: read back from an earlier run or the cache, not run again: "
+    assert reused + "pixels (1 of 3)" in capsys.readouterr().err
     board = pd.read_csv(run / "leaderboard.csv").set_index("model")
     assert sorted(board.index) == sorted(models.split(","))
     assert (board["status"] == "ok").all()

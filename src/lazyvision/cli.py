@@ -20,8 +20,9 @@ import re
 import signal
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from lazyvision import __version__
 from lazyvision.errors import DataError, LazyVisionError
@@ -344,7 +345,7 @@ def _run_rank(args: argparse.Namespace, data: str) -> int:
     print(format_leaderboard(rows, sort_metric=args.sort, wide=args.wide))
     run_dir = Path(board.attrs["run_dir"])
     print(file=sys.stderr)
-    for note in _run_notes(run_dir):
+    for note in _run_notes(run_dir) + _reuse_notes(rows):
         print(f"note: {note}", file=sys.stderr)
     print(f"saved to {run_dir}", file=sys.stderr)
     if args.report:
@@ -364,6 +365,21 @@ def _run_notes(run_dir: Path) -> list[str]:
     return [str(note) for note in notes] if isinstance(notes, list) else []
 
 
+def _reuse_notes(rows: Sequence[Mapping[Hashable, Any]]) -> list[str]:
+    """Which backbones came back from earlier work rather than being run again."""
+    reused = [
+        str(row.get("model"))
+        for row in rows
+        if row.get("status") == "ok" and row.get("num_computed") == 0
+    ]
+    if not reused:
+        return []
+    return [
+        "read back from an earlier run or the cache, not run again: "
+        f"{', '.join(reused)} ({len(reused)} of {len(rows)})"
+    ]
+
+
 def _check(args: argparse.Namespace) -> int:
     from lazyvision.check import check_dataset
     from lazyvision.data import load_dataset
@@ -376,7 +392,8 @@ def _check(args: argparse.Namespace) -> int:
     )
     report = check_dataset(dataset, workers=args.workers or 0)
     print(report.render())
-    return EXIT_USAGE if report.problems or report.duplicates else EXIT_OK
+    blocked = report.problems or report.duplicates or len(dataset.classes) < 2
+    return EXIT_USAGE if blocked else EXIT_OK
 
 
 def _models(args: argparse.Namespace) -> int:
