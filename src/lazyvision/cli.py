@@ -185,7 +185,10 @@ def _add_run_options(
         "NAME@random a random-weight control (default: the standard set)",
     )
     run.add_argument("--output", help="run folder; rerun on the same folder to resume")
-    run.add_argument("--cache-dir", help="embedding cache (default: $LAZYVISION_CACHE)")
+    run.add_argument(
+        "--cache-dir",
+        help="embedding cache (default: $LAZYVISION_CACHE, else ~/.cache/lazyvision)",
+    )
     run.add_argument(
         "--sort", default="val_balanced_accuracy", help="column to sort by"
     )
