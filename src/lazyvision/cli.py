@@ -163,8 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
-    group.add_argument("--path-column", default="filepath")
-    group.add_argument("--label-column", default="label")
+    group.add_argument(
+        "--path-column",
+        default="filepath",
+        help="CSV column of image paths (%(default)s)",
+    )
+    group.add_argument(
+        "--label-column", default="label", help="CSV column of labels (%(default)s)"
+    )
     group.add_argument("--image-root", help="folder relative paths resolve against")
     group.add_argument(
         "--workers",
@@ -190,15 +196,26 @@ def _add_run_options(
         help="embedding cache (default: $LAZYVISION_CACHE, else ~/.cache/lazyvision)",
     )
     run.add_argument(
-        "--sort", default="val_balanced_accuracy", help="column to sort by"
+        "--sort",
+        default="val_balanced_accuracy",
+        help="val_* or test_* metric, or images_per_second (%(default)s)",
     )
-    run.add_argument("--batch-size", type=int, default=64)
+    run.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        help="images per forward pass (%(default)s)",
+    )
     run.add_argument(
         "--precision",
         default="auto",
         choices=["auto", "float32", "bfloat16", "float16"],
+        help="auto: bfloat16 where the hardware computes it, float16 on older GPUs, "
+        "else float32 (%(default)s)",
     )
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    run.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda or cuda:N (%(default)s)"
+    )
     run.add_argument("--positive-label", help="positive class of a binary task")
     run.add_argument(
         "--weights",
@@ -212,10 +229,27 @@ def _add_run_options(
     run.add_argument(
         "--allow-duplicates", action="store_true", help="allow a file in two splits"
     )
-    run.add_argument("--max-seconds-per-model", type=float)
-    run.add_argument("--max-seconds", type=float, help="budget of the whole run")
-    run.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument(
+        "--max-seconds-per-model",
+        type=float,
+        help="time budget of each backbone, in seconds",
+    )
+    run.add_argument(
+        "--max-seconds", type=float, help="time budget of the whole run, in seconds"
+    )
+    run.add_argument(
+        "--resamples",
+        type=int,
+        default=1000,
+        help="bootstrap resamples for the 95%% intervals: 0 for none, else 100 or "
+        "more (%(default)s)",
+    )
+    run.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the bootstraps and of a drawn val split (%(default)s)",
+    )
     run.add_argument(
         "--repeats",
         type=int,
