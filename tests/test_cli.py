@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
+import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,6 +115,56 @@ def test_rank_prints_the_leaderboard_and_saves_the_run(
     for folder in ("pixels", "test_resnet_random"):
         predictions = pd.read_csv(run / "models" / folder / "predictions.csv")
         assert len(predictions) == 80
+
+
+def test_no_progress_bars_off_a_terminal(
+    tmp_path: Path,
+    splits: Path,
+    cache: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # the tests' own switch
+    status = main(_rank(splits, tmp_path / "run", cache))
+    _, err = capsys.readouterr()
+
+    assert status == 0, err
+    assert "\x1b[" not in err and "\r" not in err
+    assert "img/s" not in err
+
+
+def test_progress_bars_on_a_terminal_close_one_before_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lazyvision.cli import _ProgressBars
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert not _ProgressBars().enabled
+    monkeypatch.delenv("TQDM_DISABLE")
+    controller, terminal = os.openpty()
+    # A terminal of 24 x 100; without a size tqdm draws nothing.
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    with os.fdopen(terminal, "w") as stderr:
+        monkeypatch.setattr(sys, "stderr", stderr)
+        bars = _ProgressBars()
+        assert bars.enabled
+        advance = bars.start("first", 10)
+        assert advance is not None
+        advance(4)  # a backbone that stops short of its total
+        first = bars.bar
+        assert not first.disable
+        bars.start("second", 10)
+        assert first.disable  # tqdm's mark of a closed bar
+        assert bars.bar is not first and not bars.bar.disable
+        bars.close()
+        assert bars.bar is None
+        stderr.flush()
+        readable, _, _ = select.select([controller], [], [], 10)
+        shown = os.read(controller, 65536).decode() if readable else ""
+    os.close(controller)
+    assert "first" in shown and "second" in shown
+    # Each bar is erased in place; stacked bars would move the cursor up.
+    assert "\x1b[A" not in shown
 
 
 def test_legend_explains_only_marks_the_table_shows(

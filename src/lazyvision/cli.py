@@ -363,21 +363,25 @@ def _run_rank(args: argparse.Namespace, data: str) -> int:
                 "comma-separated names, e.g. --models resnet50,pixels (`lazyvision "
                 "models` lists them), or leave --models out for the default set"
             )
-    board = rank(
-        data,
-        models=models,
-        output=args.output,
-        cache_dir=args.cache_dir,
-        sort=args.sort,
-        settings=_settings(args),
-        skip_bad=args.skip_bad,
-        allow_duplicates=args.allow_duplicates,
-        max_seconds=args.max_seconds,
-        path_column=args.path_column,
-        label_column=args.label_column,
-        image_root=args.image_root,
-        on_model_start=_progress_bar,
-    )
+    bars = _ProgressBars()
+    try:
+        board = rank(
+            data,
+            models=models,
+            output=args.output,
+            cache_dir=args.cache_dir,
+            sort=args.sort,
+            settings=_settings(args),
+            skip_bad=args.skip_bad,
+            allow_duplicates=args.allow_duplicates,
+            max_seconds=args.max_seconds,
+            path_column=args.path_column,
+            label_column=args.label_column,
+            image_root=args.image_root,
+            on_model_start=bars.start,
+        )
+    finally:
+        bars.close()
     rows = board.to_dict(orient="records")
     print(format_leaderboard(rows, sort_metric=args.sort, wide=args.wide))
     run_dir = Path(board.attrs["run_dir"])
@@ -458,17 +462,45 @@ def _report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _progress_bar(spec: str, total: int) -> Callable[[int], None] | None:
-    from tqdm.auto import tqdm
+class _ProgressBars:
+    """One progress bar per backbone on a terminal, never two open at once.
 
-    bar = tqdm(total=total, desc=spec, unit="img", leave=False, file=sys.stderr)
+    A backbone that is read back from the cache, or fails, may never report its
+    last image; its bar is closed when the next backbone starts or the run ends.
+    Off a terminal (a log file, CI) there are no bars: their cursor movements would
+    only clutter the log. ``TQDM_DISABLE`` set to anything but 0 or false turns
+    them off too; it is read here, as tqdm itself reads it only when imported.
+    """
 
-    def advance(count: int) -> None:
-        bar.update(count)
-        if bar.n >= total:
-            bar.close()
+    def __init__(self) -> None:
+        self.bar: Any = None
+        switched_off = os.environ.get("TQDM_DISABLE", "").lower() not in (
+            "",
+            "0",
+            "false",
+        )
+        self.enabled = sys.stderr.isatty() and not switched_off
 
-    return advance
+    def start(self, spec: str, total: int) -> Callable[[int], None] | None:
+        self.close()
+        if not self.enabled:
+            return None
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(
+            total=total,
+            desc=spec,
+            unit="img",
+            leave=False,
+            file=sys.stderr,
+            disable=False,
+        )
+        return self.bar.update
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _print_interrupted(interrupt: KeyboardInterrupt) -> None:
