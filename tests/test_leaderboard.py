@@ -140,6 +140,28 @@ def test_log_loss_sort_puts_the_interval_on_the_sort_metric() -> None:
     assert text == EXPECTED_LOG_LOSS_TABLE
 
 
+def test_legend_names_the_precision_speeds_were_measured_in() -> None:
+    def rows(second: str) -> list[dict[str, Any]]:
+        return [
+            _ok("net_a", 0.9, images_per_second=120.0, num_params=3_400_000,
+                precision="bfloat16"),
+            _ok("net_b", 0.8, images_per_second=80.0, num_params=4_800_000,
+                precision=second),
+            # Raw pixels run no network: their float32 is no choice of precision.
+            _ok("pixels", 0.2, images_per_second=9000.0, num_params=0,
+                precision="float32"),
+        ]  # fmt: skip
+
+    same = format_leaderboard(rows("bfloat16"), sort_metric="val_balanced_accuracy")
+    mixed = format_leaderboard(rows("float32"), sort_metric="val_balanced_accuracy")
+    assert same.splitlines()[-1] == "img/s: images embedded per second, in bfloat16"
+    assert mixed.splitlines()[-1].endswith("each in its own precision (--wide)")
+    wide = format_leaderboard(
+        rows("bfloat16"), sort_metric="val_balanced_accuracy", wide=True
+    )
+    assert "img/s:" not in wide  # the precision column says it there
+
+
 EXPECTED_WIDE_TABLE = """\
                    val                   val                            n  single
 #  model       bal.acc         95% CI     F1  img/s  params      C  train   class  precision      status  reason

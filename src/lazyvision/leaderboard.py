@@ -703,7 +703,13 @@ def _failed_line(
 def _legend(
     rows: Sequence[Mapping[str, Any]], sort_key: str, keys: list[str]
 ) -> list[str]:
-    if "marks" not in keys and not any(k.endswith("_spread") for k in keys):
+    shown = "images_per_second" in keys and "precision" not in keys
+    speed = _speed_note(rows) if shown else None
+    if (
+        "marks" not in keys
+        and not any(k.endswith("_spread") for k in keys)
+        and speed is None
+    ):
         return []
     label = _legend_label(sort_key)
     legend = [""]
@@ -733,4 +739,23 @@ def _legend(
         over = f"{repeats:.0f} redrawn" if repeats else "the redrawn"
         what = label if len(summaries) == 1 else "each val metric"
         legend.append(f"mean±std: {what} over {over} validation splits")
+    if speed is not None:
+        legend.append(speed)
     return legend
+
+
+def _speed_note(rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """Which precision the networks' img/s were measured in: ``auto`` picks one
+    per machine, and bfloat16 runs some CPUs twice as fast as float32."""
+    precisions = {
+        str(row["precision"])
+        for row in rows
+        if _is_ok(row)
+        and row.get("precision")
+        and (_number(row.get("num_params")) or 0) > 0
+    }
+    if not precisions:
+        return None
+    if len(precisions) == 1:
+        return f"img/s: images embedded per second, in {precisions.pop()}"
+    return "img/s: images embedded per second, each in its own precision (--wide)"
