@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from lazyvision.errors import DataError
 from lazyvision.runner import Settings, rank
 
 FAST = Settings(num_resamples=200, num_workers=0, batch_size=16)
@@ -117,6 +118,25 @@ def test_warm_rerun_computes_nothing(tmp_path: Path, digits_splits: Path) -> Non
     assert second["num_computed"].sum() == 0
     columns = ["model", "val_balanced_accuracy", "val_log_loss", "test_f1"]
     pd.testing.assert_frame_equal(first[columns], second[columns])
+
+
+def test_a_run_folder_of_another_data_set_is_refused_and_kept(
+    tmp_path: Path, digits_splits: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    rank(digits_splits, models=["pixels"], output=run, settings=FAST)
+    saved = (run / "leaderboard.json").read_bytes()
+    other = _solid_folders(tmp_path / "colours")
+
+    with pytest.raises(DataError, match=r"another data set .*--output") as caught:
+        rank(other, models=["pixels"], output=run, settings=FAST)
+
+    assert str(run) in str(caught.value) and str(other.resolve()) in str(caught.value)
+    assert (run / "leaderboard.json").read_bytes() == saved
+    # The same data set, named by another path to the same folder, resumes.
+    monkeypatch.chdir(digits_splits.parent)
+    again = rank(digits_splits.name, models=["pixels"], output=run, settings=FAST)
+    assert list(again["status"]) == ["ok"]
 
 
 def test_a_misspelt_backbone_stops_the_run_before_the_data_is_read(

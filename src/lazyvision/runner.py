@@ -815,6 +815,7 @@ def rank(
     _check_repeats(settings, val_drawn=val_drawn, source=repr(dataset.source))
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     run_dir = Path(output) if output is not None else default_run_dir(dataset)
+    _check_run_dir_holds(run_dir, dataset)
     run_dir.mkdir(parents=True, exist_ok=True)
 
     sides = store_sides(
@@ -876,6 +877,29 @@ def rank(
     run_info["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     write_json_atomic(run_dir / "run.json", _clean(run_info))
     return board
+
+
+def _check_run_dir_holds(run_dir: Path, dataset: Dataset) -> None:
+    """Refuses a run folder that holds a run on another data set.
+
+    Rerunning on the same folder resumes, but the earlier run's rows, predictions
+    and report would otherwise be replaced one backbone at a time by another data
+    set's, leaving a folder that is neither.
+    """
+    try:
+        earlier = json.loads((run_dir / "run.json").read_text())
+        recorded = earlier.get("source_path")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not isinstance(recorded, str):
+        return
+    source = str(Path(dataset.source).resolve())
+    if recorded != source:
+        raise DataError(
+            f"the run folder {str(run_dir)!r} holds a run on another data set "
+            f"({recorded!r}, not {source!r}); give another folder (--output), or "
+            "delete this one to replace that run"
+        )
 
 
 def default_run_dir(dataset: Dataset) -> Path:
@@ -1139,6 +1163,7 @@ def _run_info(
     device = resolve_device(settings.device)
     return {
         "source": dataset.source,
+        "source_path": str(Path(dataset.source).resolve()),
         "layout": dataset.layout,
         "classes": list(manifest.classes),
         "positive_label": manifest.positive_label,
