@@ -113,6 +113,41 @@ def test_bad_files_are_each_reported_with_row_and_reason(
     )
 
 
+def test_csv_paths_relative_to_another_folder_point_to_image_root(
+    tmp_path: Path,
+) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    csv_folder = tmp_path / "lists"  # the CSVs' own folder; paths start in images/
+    csv_folder.mkdir()
+    for split, offset in (("train", 0), ("val", 4)):
+        rows = []
+        for index, label in enumerate("abab", start=offset):
+            shade = (25 * index, 9, 9)
+            Image.new("RGB", (8, 8), shade).save(images / f"{index}.png")
+            rows.append(f"{index}.png,{label}")
+        table = "filepath,label\n" + "\n".join(rows) + "\n"
+        (csv_folder / f"{split}.csv").write_text(table)
+
+    report = check_dataset(load_dataset(csv_folder))
+    with pytest.raises(DataError) as raised:
+        raise_for_problems(report, skip_bad=False, allow_duplicates=False)
+    message = str(raised.value)
+    assert f"8 files not found (looked in {csv_folder.resolve()})" in message
+    assert "--image-root" in message
+    assert "--image-root" in report.render()
+
+    fixed = check_dataset(load_dataset(csv_folder, image_root=images))
+    assert fixed.problems == ()
+
+
+def test_unreadable_files_that_exist_give_no_image_root_hint(
+    bad_files_dataset: Path,
+) -> None:
+    report = check_dataset(load_dataset(bad_files_dataset))
+    assert "image-root" not in report.render()
+
+
 def test_skip_bad_leaves_the_files_out_with_a_warning(
     bad_files_dataset: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -178,7 +178,7 @@ class DatasetReport:
         sections: list[tuple[str, list[str]]] = [
             (
                 f"Files that cannot be used ({len(self.problems)}):",
-                _problem_lines(self.problems, base),
+                _problem_lines(self.problems, base) + _missing_hint(self),
             ),
             (
                 f"Byte-identical files in different splits ({len(self.duplicates)}):",
@@ -387,8 +387,9 @@ def raise_for_problems(
     bad = _plural(len(report.problems), "image")
     problems = _indented(_capped(_problem_lines(report.problems, base)))
     if report.problems and not skip_bad:
+        hint = "".join(f"\n{line}" for line in _missing_hint(report))
         sections.append(
-            f"{bad} cannot be used:\n{problems}\nFix or remove these rows, or "
+            f"{bad} cannot be used:\n{problems}{hint}\nFix or remove these rows, or "
             "skip them (skip_bad=True, --skip-bad)."
         )
     elif report.problems:
@@ -545,6 +546,28 @@ def _verdict_lines(report: DatasetReport) -> list[str]:
             f"  the {near} {verb} not stop a run but may make scores optimistic"
         )
     return lines
+
+
+def _missing_hint(report: DatasetReport) -> list[str]:
+    """Where relative CSV paths were looked for, when files of a CSV are missing.
+
+    Paths relative to some other folder than the CSV's are the usual cause of a
+    whole column of missing files; one missing file is more likely just gone, and
+    gets no hint.
+    """
+    if report.dataset.layout == "class-folders":
+        return []
+    missing = [p for p in report.problems if p.reason == "file not found"]
+    if len(missing) < max(2, len(report.dataset.samples) / 2):
+        return []
+    folders = sorted({str(Path(p.path).parent) for p in missing})
+    where = folders[0] if len(folders) == 1 else f"{len(folders)} folders"
+    return [
+        f"{_plural(len(missing), 'file')} not found (looked in {where}): a relative "
+        "path in a CSV is read against the CSV's folder, or against image_root "
+        "(--image-root) when one is given; point that at the folder the paths "
+        "start from"
+    ]
 
 
 def _problem_lines(problems: Sequence[Problem], base: Path | None) -> list[str]:
