@@ -425,12 +425,19 @@ def _check(args: argparse.Namespace) -> int:
     from lazyvision.check import check_dataset
     from lazyvision.data import load_dataset
 
-    dataset = load_dataset(
-        args.data,
-        path_column=args.path_column,
-        label_column=args.label_column,
-        image_root=args.image_root,
-    )
+    # The report lists the data set's warnings; logged as well, each came twice.
+    data_logger = logging.getLogger("lazyvision.data")
+    level = data_logger.level
+    data_logger.setLevel(logging.ERROR)
+    try:
+        dataset = load_dataset(
+            args.data,
+            path_column=args.path_column,
+            label_column=args.label_column,
+            image_root=args.image_root,
+        )
+    finally:
+        data_logger.setLevel(level)
     report = check_dataset(dataset, workers=args.workers or 0)
     print(report.render())
     blocked = report.problems or report.duplicates or len(dataset.classes) < 2
