@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
 
-from lazyvision.cache import ImageFacts
+from lazyvision.cache import ImageFacts, write_atomic
 from lazyvision.images import THUMBNAIL_SIDE, ImageInfo, decode_image
 from lazyvision.sample import write_digits_sample
 
@@ -85,3 +87,33 @@ def test_rows_of_an_older_cache_file_are_not_read(
         connection.execute(older, (decoded[1].digest, *row[1:]))
         (count,) = connection.execute("SELECT COUNT(*) FROM facts").fetchone()
     assert count == 2
+
+
+def test_atomic_writes_follow_the_umask_and_leave_no_temporary_file(
+    tmp_path: Path,
+) -> None:
+    previous = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "row.json", b"{}")
+        os.umask(0o077)
+        write_atomic(tmp_path / "private.json", b"{}")
+    finally:
+        os.umask(previous)
+
+    assert stat.S_IMODE((tmp_path / "row.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "private.json").stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["private.json", "row.json"]
+
+
+def test_a_failed_atomic_write_names_the_file_not_its_temporary(
+    tmp_path: Path,
+) -> None:
+    taken = tmp_path / "leaderboard.json"
+    (taken / "inside").mkdir(parents=True)  # a folder where the file should go
+
+    with pytest.raises(OSError) as raised:
+        write_atomic(taken, b"[]")
+
+    assert raised.value.filename == str(taken)
+    assert "cannot write" not in str(raised.value)  # the CLI words it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["leaderboard.json"]

@@ -19,14 +19,15 @@ runs on the same cache folder never see a half-written file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import io
 import json
 import logging
 import os
+import secrets
 import sqlite3
-import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -71,19 +72,52 @@ def locked(path: Path) -> Iterator[None]:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Writes ``data`` to ``path`` so readers see the old file or the whole new one."""
+    """Writes ``data`` to ``path`` so readers see the old file or the whole new one.
+
+    The file gets the permissions of any new file (``0o666`` less the umask), as
+    the report and every other file of a run folder do. An error names ``path``,
+    not the temporary file beside it that was being written.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        handle, tmp = _create_beside(path)
+    except OSError as err:
+        raise _naming(err, path) from err
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError):
+            raise _naming(err, path) from err
         raise
+
+
+def _create_beside(path: Path) -> tuple[int, str]:
+    """Creates a new, hidden file next to ``path``; returns its descriptor and name.
+
+    Unlike ``tempfile.mkstemp``, which makes files only the owner can read, the
+    mode is left to the umask.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        name = str(path.parent / f".{path.name}.{secrets.token_hex(4)}")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))
+
+
+def _naming(err: OSError, path: Path) -> OSError:
+    """The same error, about ``path``."""
+    if err.errno is None:
+        return err
+    return type(err)(err.errno, err.strerror, str(path))
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
