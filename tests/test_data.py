@@ -209,6 +209,23 @@ def test_labels_are_trimmed_text_sorted_naturally_and_case_pairs_reported(
     assert "differ only in case" in caplog.text
 
 
+def test_one_number_written_two_ways_is_reported(tmp_path: Path) -> None:
+    labels = ["1", "01", "1.0", "2", "2", "10", "1e1", "-0", "0"]
+    write_csv(tmp_path / "train.csv", labelled_rows("t", labels))
+    write_csv(tmp_path / "val.csv", labelled_rows("v", labels))
+
+    dataset = load_dataset(tmp_path)
+
+    assert len(dataset.classes) == len(set(labels))  # still distinct classes
+    numbered = [w for w in dataset.warnings if "same number" in w]
+    assert numbered == [
+        "labels '-0' (2 images) and '0' (2 images) are the same number written "
+        "differently; they are kept as different classes",
+        "labels '01' (2 images) and '1' (2 images) and '1.0' (2 images) are the "
+        "same number written differently; they are kept as different classes",
+    ]
+
+
 def test_sort_labels_puts_numbers_first_by_value() -> None:
     assert sort_labels(["b", "10", "img10", "2", "img2", "1.5"]) == (
         "1.5",

@@ -200,7 +200,7 @@ def _finish(
         )
 
     classes = sort_labels({s.label for s in samples if s.split == "train"})
-    warnings = warnings + _case_pair_warnings(samples)
+    warnings = warnings + _case_pair_warnings(samples) + _number_pair_warnings(samples)
     num_train = sum(sample.split == "train" for sample in samples)
     if len(classes) >= MANY_LABELS and len(classes) * 2 > num_train:
         warnings.append(
@@ -329,6 +329,39 @@ def _case_pair_warnings(samples: Sequence[Sample]) -> list[str]:
                 "different classes"
             )
     return warnings
+
+
+def _number_pair_warnings(samples: Sequence[Sample]) -> list[str]:
+    """Warns about labels that are one number written two ways: "1", "01", "1.0".
+
+    A label column saved by a spreadsheet, or merged from two exports, often
+    writes the same class both ways; as text they would be two classes.
+    """
+    counts = Counter(sample.label for sample in samples)
+    groups: dict[float, list[str]] = {}
+    for label in sort_labels(counts):
+        value = _as_number(label)
+        if value is not None:
+            groups.setdefault(value, []).append(label)
+    warnings = []
+    for labels in groups.values():
+        if len(labels) > 1:
+            described = " and ".join(
+                f"{label!r} ({_plural(counts[label], 'image', 'images')})"
+                for label in labels
+            )
+            warnings.append(
+                f"labels {described} are the same number written differently; "
+                "they are kept as different classes"
+            )
+    return warnings
+
+
+def _as_number(label: str) -> float | None:
+    """The label's value if it is a plain decimal number, such as "01" or "2.50"."""
+    if not re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)", label):
+        return None
+    return float(label)
 
 
 # CSV layouts.
