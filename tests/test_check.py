@@ -141,6 +141,32 @@ def test_csv_paths_relative_to_another_folder_point_to_image_root(
     assert fixed.problems == ()
 
 
+def test_one_image_under_two_labels_in_a_split_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for index in range(6):
+        Image.new("RGB", (8, 8), (30 * index, 9, 9)).save(tmp_path / f"{index}.png")
+    # 0.png is listed twice, and 5.png is a byte copy of 1.png: both disagree.
+    (tmp_path / "5.png").write_bytes((tmp_path / "1.png").read_bytes())
+    rows = ["0.png,cat", "1.png,cat", "2.png,dog", "0.png,dog", "5.png,dog"]
+    (tmp_path / "train.csv").write_text("filepath,label\n" + "\n".join(rows) + "\n")
+    (tmp_path / "val.csv").write_text("filepath,label\n3.png,cat\n4.png,dog\n")
+
+    report = check_dataset(load_dataset(tmp_path))
+
+    conflicts = [w for w in report.warnings if "two labels" in w]
+    assert conflicts == [
+        "the same image has two labels in train: 'cat' (train.csv row 2 (0.png)), "
+        "'dog' (train.csv row 5 (0.png))",
+        "the same image has two labels in train: 'cat' (train.csv row 3 (1.png)), "
+        "'dog' (train.csv row 6 (5.png))",
+    ]
+    assert report.duplicates == ()  # within one split: no leak between splits
+    with caplog.at_level(logging.WARNING, logger="lazyvision.check"):
+        raise_for_problems(report, skip_bad=False, allow_duplicates=False)
+    assert caplog.text.count("the same image has two labels") == 2
+
+
 def test_unreadable_files_that_exist_give_no_image_root_hint(
     bad_files_dataset: Path,
 ) -> None:

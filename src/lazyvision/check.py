@@ -352,7 +352,9 @@ def check_dataset(
         sizes=_sizes(readable.values()),
         modes=dict(Counter(info.mode for info in readable.values()).most_common()),
         formats=dict(Counter(info.format for info in readable.values()).most_common()),
-        warnings=dataset.warnings + _empty_class_warnings(dataset, counts),
+        warnings=dataset.warnings
+        + _empty_class_warnings(dataset, counts)
+        + _conflicting_label_warnings(dataset, usable, readable),
         near_duplicate_distance=near_duplicate_distance,
     )
 
@@ -423,6 +425,9 @@ def raise_for_problems(
             _plural(len(report.near_duplicates), "near-duplicate pair"),
             _indented(_capped(_near_lines(report.near_duplicates, base))),
         )
+    # The data set's own warnings were logged as it loaded; these come from images.
+    for warning in report.warnings[len(report.dataset.warnings) :]:
+        logger.warning("%s", warning)
 
 
 def problem_line(problem: Problem, base: Path | None = None) -> str:
@@ -469,6 +474,32 @@ def _empty_class_warnings(
                 f"{', '.join(map(repr, empty))}"
             )
     return tuple(warnings)
+
+
+def _conflicting_label_warnings(
+    dataset: Dataset, usable: Sequence[Sample], infos: Mapping[Path, ImageInfo]
+) -> tuple[str, ...]:
+    """Warns of one image given twice in a split under two labels.
+
+    The probe is then trained (or scored) on a contradiction. Copies across
+    splits are reported as duplicates instead.
+    """
+    labels: dict[tuple[str, str], dict[str, Sample]] = {}
+    for sample in usable:
+        key = (sample.split, infos[sample.path].digest)
+        labels.setdefault(key, {}).setdefault(sample.label, sample)
+    base = _base_folder(dataset)
+    lines = [
+        "the same image has two labels in "
+        f"{split}: "
+        + ", ".join(
+            f"{label!r} ({_sample_words(sample, base)})"
+            for label, sample in found.items()
+        )
+        for (split, _), found in labels.items()
+        if len(found) > 1
+    ]
+    return tuple(_capped(lines))
 
 
 def _count_table(report: DatasetReport) -> list[str]:
