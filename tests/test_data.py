@@ -144,6 +144,29 @@ def test_csv_with_bom_and_semicolons_is_read(tmp_path: Path) -> None:
     assert dataset.samples[0].path.name == "a,1.png"
 
 
+def test_spreadsheet_unicode_text_and_tab_separated_csvs_are_read(
+    tmp_path: Path,
+) -> None:
+    rows = [("filepath", "label"), ("a, 1.png", "pingüino"), ("b.png", "café")]
+    # "Unicode text" as spreadsheet programs save it: UTF-16 with a BOM, tabs.
+    write_csv(tmp_path / "train.csv", rows, delimiter="\t", encoding="utf-16")
+    write_csv(tmp_path / "val.csv", rows, delimiter="\t")
+
+    dataset = load_dataset(tmp_path)
+
+    assert (tmp_path / "train.csv").read_bytes()[:2] in (b"\xff\xfe", b"\xfe\xff")
+    assert dataset.classes == ("café", "pingüino")
+    assert [s.path.name for s in dataset.samples] == ["a, 1.png", "b.png"] * 2
+
+
+def test_broken_utf16_csv_names_the_file_and_the_byte(tmp_path: Path) -> None:
+    data = "filepath\tlabel\na.png\tx\n".encode("utf-16-le")
+    (tmp_path / "train.csv").write_bytes(b"\xff\xfe" + data + b"\x00\xd8")
+
+    with pytest.raises(DataError, match=r"train.csv starts as UTF-16 .* byte \d+"):
+        load_dataset(tmp_path)
+
+
 def test_misspelled_column_lists_columns_and_suggests(tmp_path: Path) -> None:
     write_csv(tmp_path / "train.csv", labelled_rows("t", ["a", "b"]))
 

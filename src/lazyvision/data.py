@@ -8,6 +8,7 @@ each file can be decoded is the business of :mod:`lazyvision.check`.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
 import io
@@ -536,18 +537,30 @@ class _Table:
 
 
 def _read_csv(path: Path) -> _Table:
-    """Reads a CSV in UTF-8 (BOM or not) or Latin-1, comma or semicolon separated."""
+    """Reads a CSV in UTF-8 (BOM or not), UTF-16 (with its BOM) or Latin-1,
+    separated by commas, semicolons or tabs (whichever the header has most of)."""
     data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # Latin-1 decodes any byte string, so this fallback never fails; it is what
-        # spreadsheet programs on Western Windows machines write.
-        text = data.decode("latin-1")
-        logger.info("%s is not UTF-8; read as Latin-1", path.name)
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        # Spreadsheet programs' "Unicode text": UTF-16, tab separated.
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError as err:
+            raise DataError(
+                f"{path.name} starts as UTF-16 text but byte {err.start} is not; "
+                "save it as UTF-8 CSV"
+            ) from err
+    else:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            # Latin-1 decodes any byte string, so this fallback never fails; it is
+            # what spreadsheet programs on Western Windows machines write.
+            text = data.decode("latin-1")
+            logger.info("%s is not UTF-8; read as Latin-1", path.name)
 
     first_line = text.lstrip("\r\n").split("\n", 1)[0]
-    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
+    # Ties go to the comma, then the semicolon.
+    delimiter = max((",", ";", "\t"), key=first_line.count)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
 
     header: tuple[str, ...] | None = None
