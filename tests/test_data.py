@@ -70,6 +70,7 @@ def test_split_csvs_resolve_paths_against_the_csv_folder(tmp_path: Path) -> None
 
     assert dataset.layout == "split-csvs"
     assert dataset.split_names == ("train", "val")
+    assert not dataset.val_drawn
     assert dataset.classes == ("shirt", "shoe")
     first = dataset.samples[0]
     assert first.path == (images / "shirt" / "train_0.png").resolve()
@@ -388,6 +389,7 @@ def test_train_only_draws_a_stratified_val_with_a_note(tmp_path: Path) -> None:
     )
     assert Counter(by_split(dataset)["val"]) == {"a": 6, "b": 2}
     assert Counter(by_split(dataset)["train"]) == {"a": 24, "b": 8}
+    assert dataset.val_drawn
     assert dataset.samples == again.samples
     assert other_seed.notes[0].startswith("validation: 25% of train")
     assert {s.path for s in other_seed.split("val")} != {

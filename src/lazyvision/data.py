@@ -75,6 +75,8 @@ class Dataset:
         notes: Plain statements for the output, such as how val was drawn.
         warnings: Things that may change the numbers, such as a class absent from val.
         ignored: (path, reason) for files and folders skipped in class folders.
+        val_drawn: Whether val was drawn from train because none was given (a
+            split that can be drawn again, for repeats).
     """
 
     samples: tuple[Sample, ...]
@@ -84,6 +86,7 @@ class Dataset:
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     ignored: tuple[tuple[str, str], ...] = ()
+    val_drawn: bool = False
 
     def split(self, name: str) -> tuple[Sample, ...]:
         """Returns the samples of one split ("train", "val" or "test")."""
@@ -193,7 +196,8 @@ def _finish(
     notes: list[str] = []
     if not any(sample.split == "train" for sample in samples):
         raise DataError(f"dataset {source!r} has no training images")
-    if not any(sample.split == "val" for sample in samples):
+    val_drawn = not any(sample.split == "val" for sample in samples)
+    if val_drawn:
         samples = _draw_val(samples, val_fraction=val_fraction, seed=seed)
         notes.append(
             f"validation: {val_fraction * 100:g}% of train, stratified, "
@@ -243,6 +247,7 @@ def _finish(
         notes=tuple(notes),
         warnings=tuple(warnings),
         ignored=tuple(ignored),
+        val_drawn=val_drawn,
     )
 
 

@@ -811,7 +811,7 @@ def rank(
             f"({', '.join(map(repr, dataset.classes))}); ranking backbones needs at "
             "least two classes to tell apart"
         )
-    val_drawn = _val_was_drawn(dataset)
+    val_drawn = dataset.val_drawn
     _check_repeats(settings, val_drawn=val_drawn, source=repr(dataset.source))
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     run_dir = Path(output) if output is not None else default_run_dir(dataset)
@@ -908,16 +908,6 @@ def default_run_dir(dataset: Dataset) -> Path:
     # The path's hash keeps two data sets in folders of the same name apart.
     name = safe_name(source.stem) or "data"
     return Path("lazyvision-runs") / f"{name}-{stable_hash(str(source))[:6]}"
-
-
-def _val_was_drawn(dataset: Dataset) -> bool:
-    """Whether the loader drew val from train, as its note says."""
-    # TODO: read a flag of the Dataset once data.py records the draw as data;
-    # the note's wording is all there is today.
-    return any(
-        note.startswith("validation:") and "no val split given" in note
-        for note in dataset.notes
-    )
 
 
 def _check_repeats(settings: Settings, *, val_drawn: bool, source: str) -> None:
