@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
@@ -9,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 
 from lazyvision import probe as probe_module
 from lazyvision.errors import DataError
-from lazyvision.probe import DEFAULT_C_GRID, fit_probe
+from lazyvision.probe import DEFAULT_C_GRID, RISE_TOLERANCE, Probe, fit_probe
 
 
 def _blobs(
@@ -82,17 +85,45 @@ def test_strongest_regularisation_predicts_the_class_frequencies() -> None:
     assert proba[:, 4].max() < 1e-3
 
 
+def _full_sweep(monkeypatch: pytest.MonkeyPatch, *args: Any) -> Probe:
+    """The probe fitted at every strength of the grid: no early stop."""
+    monkeypatch.setattr(probe_module, "RISE_TOLERANCE", math.inf)
+    return fit_probe(*args, num_classes=10, patience=len(DEFAULT_C_GRID))
+
+
 @pytest.mark.parametrize("num_features", [64, 512])
-def test_early_stop_keeps_the_strength_a_full_sweep_chooses(num_features: int) -> None:
+def test_early_stop_keeps_the_strength_a_full_sweep_chooses(
+    num_features: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     x, y = _digits(num_features)
     x = x + np.random.default_rng(1).normal(scale=40.0, size=x.shape)
     train, val = slice(0, 200), slice(200, 500)
     args = (x[train], y[train], x[val], y[val])
     early = fit_probe(*args, num_classes=10)
-    full = fit_probe(*args, num_classes=10, patience=len(DEFAULT_C_GRID))
+    full = _full_sweep(monkeypatch, *args)
     assert early.C == full.C
     assert len(early.sweep) < len(full.sweep)
     np.testing.assert_allclose(early.predict_proba(x[val]), full.predict_proba(x[val]))
+
+
+@pytest.mark.parametrize("noise", [0.0, 40.0, 160.0])
+def test_a_clear_rise_of_the_val_loss_ends_the_sweep(
+    noise: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, y = _digits(256)
+    x = x + np.random.default_rng(2).normal(scale=noise, size=x.shape)
+    args = (x[:200], y[:200], x[200:500], y[200:500])
+    early = fit_probe(*args, num_classes=10)
+    full = _full_sweep(monkeypatch, *args)
+
+    coarse = [step for step in early.sweep if step[0] in DEFAULT_C_GRID]
+    losses = [loss for _, _, loss in coarse]
+    best = int(np.argmin(losses))
+    after = losses[best + 1 :]
+    # One step past the best when it climbed clearly, else two (the patience).
+    clear = after[0] > losses[best] * (1 + RISE_TOLERANCE)
+    assert len(after) == (1 if clear else 2)
+    assert early.C == full.C
 
 
 def test_noise_features_get_strong_regularisation() -> None:

@@ -30,6 +30,9 @@ REFINE_FACTOR = 10**0.5
 #: How far (relative) the validation loss must fall below its value at the
 #: strongest regularisation before the sweep may stop early.
 PLATEAU_TOLERANCE = 1e-3
+#: A step whose validation loss is this much (relative) above the best so far
+#: ends the sweep at once: the loss is climbing into overfitting, not wandering.
+RISE_TOLERANCE = 0.02
 
 # The projection onto the row space pays while the training rows number well under
 # the features; nearer square, building it costs more than it saves over a sweep of
@@ -94,7 +97,8 @@ def fit_probe(
 
     The coarse sweep runs from strong to weak regularisation and stops once the
     validation log loss, having fallen below its value at the strongest
-    regularisation, has failed to improve for ``patience`` steps; then the
+    regularisation, has failed to improve for ``patience`` steps, or at the first
+    step that leaves it more than :data:`RISE_TOLERANCE` above its best; then the
     half-decade on each side of the best strength is tried. The chosen strength
     has the lowest validation log loss: a proper score that moves smoothly with
     the strength, where accuracy on a few hundred images moves in steps of one
@@ -210,9 +214,12 @@ def _sweep(
         if plateau is None:
             plateau = loss * (1 - PLATEAU_TOLERANCE)
         improved = loss < top_loss
+        climbing = loss > top_loss * (1 + RISE_TOLERANCE)
         top_loss = min(top_loss, loss)
         since_improved = 0 if improved else since_improved + 1
-        if top_loss < plateau and since_improved >= patience:
+        # Weaker strengths than these only fit the training rows more closely,
+        # and take the most iterations: half the sweep's time past the best.
+        if top_loss < plateau and (since_improved >= patience or climbing):
             break
     coarse_best = _best(sweep)
     for c in (coarse_best / REFINE_FACTOR, coarse_best * REFINE_FACTOR):
