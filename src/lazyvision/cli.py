@@ -152,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list the backbones that can be ranked")
     models.add_argument("pattern", nargs="?", help="shell-style pattern, e.g. '*vit*'")
+    models.add_argument(
+        "--offline",
+        action="store_true",
+        help="only backbones whose weights are here without a download (an "
+        "installed package or timm weights cached earlier), with where from",
+    )
     models.set_defaults(handler=_models)
 
     report = commands.add_parser("report", help="write the HTML report of a run folder")
@@ -445,7 +451,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from lazyvision.backbones import list_models
+    from lazyvision.backbones import list_models, offline_weights
 
     names = list_models(args.pattern)
     if not names:
@@ -455,7 +461,19 @@ def _models(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    print("\n".join(names))
+    if not args.offline:
+        print("\n".join(names))
+        return EXIT_OK
+    found = [(name, offline_weights(name)) for name in names]
+    here = [(name, source) for name, source in found if source is not None]
+    width = max((len(name) for name, _ in here), default=0)
+    for name, source in here:
+        print(f"{name:<{width}}  {source}")
+    print(
+        f"{len(here)} of {len(names)} backbones have weights here; any name also "
+        "runs as NAME@random, a random-weight control",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
