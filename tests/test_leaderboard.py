@@ -162,6 +162,25 @@ def test_legend_names_the_precision_speeds_were_measured_in() -> None:
     assert "img/s:" not in wide  # the precision column says it there
 
 
+def test_sorting_by_speed_explains_marks_on_the_quality_they_judge() -> None:
+    rows = [
+        _ok("slow_good", 0.9, images_per_second=300.0, num_params=5_000_000,
+            precision="float32", tied_with_best=False, pareto=True),
+        _ok("slow_tied", 0.88, images_per_second=310.0, num_params=5_000_000,
+            precision="float32", tied_with_best=True, pareto=True),
+        _ok("fast_bad", 0.2, images_per_second=20000.0, num_params=0,
+            precision="float32", tied_with_best=False, pareto=True),
+    ]  # fmt: skip
+
+    text = format_leaderboard(rows, sort_metric="images_per_second")
+
+    order = [line.split()[1] for line in text.splitlines()[3:6]]
+    assert order == ["fast_bad", "slow_tied", "slow_good"]
+    assert "= tied with the best on val bal.acc (paired bootstrap, 95%)" in text
+    assert "better on val bal.acc and faster" in text
+    assert "on img/s" not in text
+
+
 EXPECTED_WIDE_TABLE = """\
                    val                   val                            n  single
 #  model       bal.acc         95% CI     F1  img/s  params      C  train   class  precision      status  reason

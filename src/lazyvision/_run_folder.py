@@ -14,12 +14,10 @@ import pandas as pd
 
 from lazyvision._html import to_number
 from lazyvision.errors import DataError
-from lazyvision.leaderboard import apply_limits, sort_rows
+from lazyvision.leaderboard import DEFAULT_SORT, apply_limits, sort_rows
 from lazyvision.metrics import LOWER_IS_BETTER, METRICS
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_SORT = "val_balanced_accuracy"
 
 
 @dataclass(frozen=True)

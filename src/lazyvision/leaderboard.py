@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 RowT = TypeVar("RowT", bound=Mapping[Any, Any])
 
 SPLIT_NAMES = ("val", "test")
+#: The sort metric by default, and the quality judged when sorting by another key.
+DEFAULT_SORT = "val_balanced_accuracy"
 # "rank", "model", "marks" and "<key>_interval" are drawn by the table itself; the
 # sort metric is added after "model" when it is not listed.
 KEY_COLUMNS = (
@@ -449,7 +451,10 @@ def format_leaderboard(
             lines.append(join(line))
         else:
             lines.append(_failed_line(keys, widths, line, row))
-    lines.extend(_legend(ordered, sort_key, keys))
+    # Ties and the Pareto front are judged on a quality metric: the sort metric
+    # when it is one, else the default (img/s, say, has no ties to resample).
+    quality = sort_key if _split_metric(sort_key) else DEFAULT_SORT
+    lines.extend(_legend(ordered, quality, keys))
     return "\n".join(lines)
 
 

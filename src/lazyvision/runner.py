@@ -71,7 +71,13 @@ from lazyvision.features import (
     store_sides,
 )
 from lazyvision.images import DEFAULT_MAX_PIXELS, ImageInfo, file_digest
-from lazyvision.leaderboard import apply_limits, mark_pareto, mark_ties, sort_rows
+from lazyvision.leaderboard import (
+    DEFAULT_SORT,
+    apply_limits,
+    mark_pareto,
+    mark_ties,
+    sort_rows,
+)
 from lazyvision.metrics import (
     METRICS,
     bootstrap_intervals,
@@ -84,7 +90,6 @@ from lazyvision.probe import fit_probe
 logger = logging.getLogger(__name__)
 
 SPLIT_METRICS = ("val", "test")
-DEFAULT_SORT = "val_balanced_accuracy"
 
 
 #: The fewest bootstrap resamples that place the ends of a 95% interval.
