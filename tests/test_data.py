@@ -133,6 +133,33 @@ def test_csv_in_latin1_is_read(tmp_path: Path) -> None:
     assert dataset.samples[0].path.name == "ñandú.png"
 
 
+def test_windows_csv_is_read_as_windows_1252_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = [("filepath", "label"), ("a.png", "5€"), ("b.png", "cat’s")]
+    write_csv(tmp_path / "train.csv", rows, encoding="cp1252")
+    write_csv(tmp_path / "val.csv", rows)
+
+    with caplog.at_level(logging.WARNING, logger="lazyvision.data"):
+        dataset = load_dataset(tmp_path)
+
+    assert dataset.classes == ("5€", "cat’s")
+    assert (
+        "train.csv is not UTF-8 (row 2 is the first that is not); read as Windows-1252"
+        in caplog.text
+    )
+
+
+def test_label_with_a_control_character_names_the_row(tmp_path: Path) -> None:
+    # 0x81 is no Windows-1252 character, so the file falls back to Latin-1.
+    data = b"filepath,label\na.png,ok\nb.png,bad\x81label\n"
+    (tmp_path / "train.csv").write_bytes(data)
+    write_csv(tmp_path / "val.csv", [("filepath", "label"), ("c.png", "ok")])
+
+    with pytest.raises(DataError, match=r"row 3: label 'bad\\x81label' holds"):
+        load_dataset(tmp_path)
+
+
 def test_csv_with_bom_and_semicolons_is_read(tmp_path: Path) -> None:
     rows = [("filepath", "label"), ("a,1.png", "x"), ("b.png", "y")]
     write_csv(tmp_path / "train.csv", rows, delimiter=";", encoding="utf-8-sig")

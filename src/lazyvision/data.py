@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -481,6 +482,14 @@ def _make_sample(
         errors.append(f"row {row}: empty label")
     if not text or not label:
         return None
+    control = next((c for c in label if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        # Latin-1 turns a Windows or other code page's bytes into such characters.
+        errors.append(
+            f"row {row}: label {label!r} holds the control character {control!r}; "
+            "save the CSV as UTF-8"
+        )
+        return None
 
     # CSVs written on Windows carry backslashes that POSIX would read as part of a
     # file name, and no real dataset names files with backslashes.
@@ -542,7 +551,7 @@ class _Table:
 
 
 def _read_csv(path: Path) -> _Table:
-    """Reads a CSV in UTF-8 (BOM or not), UTF-16 (with its BOM) or Latin-1,
+    """Reads a CSV in UTF-8 (BOM or not), UTF-16 (with its BOM) or Windows-1252,
     separated by commas, semicolons or tabs (whichever the header has most of)."""
     data = path.read_bytes()
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -557,11 +566,22 @@ def _read_csv(path: Path) -> _Table:
     else:
         try:
             text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            # Latin-1 decodes any byte string, so this fallback never fails; it is
-            # what spreadsheet programs on Western Windows machines write.
-            text = data.decode("latin-1")
-            logger.info("%s is not UTF-8; read as Latin-1", path.name)
+        except UnicodeDecodeError as err:
+            # What spreadsheet programs on Western Windows machines write; Latin-1,
+            # which decodes any bytes, takes the few that Windows-1252 leaves out.
+            for encoding in ("cp1252", "latin-1"):
+                try:
+                    text = data.decode(encoding)
+                    break
+                except UnicodeDecodeError:
+                    continue
+            logger.warning(
+                "%s is not UTF-8 (row %d is the first that is not); read as %s, so "
+                "accented letters may be wrong: save it as UTF-8 to be sure",
+                path.name,
+                data.count(b"\n", 0, err.start) + 1,
+                "Windows-1252" if encoding == "cp1252" else "Latin-1",
+            )
 
     first_line = text.lstrip("\r\n").split("\n", 1)[0]
     # Ties go to the comma, then the semicolon.
