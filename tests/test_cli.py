@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from PIL import Image
 
 from lazyvision.cli import main
 from lazyvision.leaderboard import format_leaderboard
@@ -409,6 +410,34 @@ def test_demo_lite0_beats_its_random_twin_and_pixels_offline(
 
 
 # the console script
+
+
+def test_pixel_limit_is_an_option_and_pillow_does_not_warn_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for split in ("train", "val"):
+        for label, shade in (("a", 0), ("b", 1)):
+            folder = tmp_path / split / label
+            folder.mkdir(parents=True)
+            Image.new("L", (20, 10), 90 * shade + 10).save(folder / "small.png")
+    # 9500 x 9500 = 90.25M pixels: past Pillow's warning, short of its refusal.
+    Image.new("1", (9500, 9500)).save(tmp_path / "train" / "a" / "huge.png")
+
+    done = subprocess.run(
+        [*_console_script(), "check", str(tmp_path)], capture_output=True, text=True
+    )
+    assert "train/a/huge.png: over the pixel limit (9500 x 9500" in done.stdout
+    assert "exceeds limit" not in done.stderr and "Warning" not in done.stderr
+
+    status = main(["check", str(tmp_path), "--max-pixels", "150"])
+    assert status == 2  # every image is now over the limit
+    assert "val/b/small.png: over the pixel limit (20 x 10 = 200 > 150)" in (
+        capsys.readouterr().out
+    )
+
+    with pytest.raises(SystemExit) as raised:
+        main(["check", str(tmp_path), "--max-pixels", "lots"])
+    assert raised.value.code == 2
 
 
 def test_console_script_prints_the_version() -> None:

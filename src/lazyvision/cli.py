@@ -20,6 +20,7 @@ import re
 import signal
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
+    # lazyvision names each image over the pixel limit itself; Pillow's warning
+    # about the same image, with a path into Pillow, would only come first.
+    warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds")
     try:
         _load(getattr(args, "modules", ()))
         status: int = args.handler(args)
@@ -179,6 +183,13 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--image-root", help="folder relative paths resolve against")
     group.add_argument(
+        "--max-pixels",
+        type=_pixel_count,
+        metavar="N",
+        help="largest image accepted, in pixels, e.g. 200M (default: about 89M, "
+        "Pillow's decompression-bomb limit)",
+    )
+    group.add_argument(
         "--workers",
         type=_workers,
         help="decoding threads (default: one per core, at most 8; 0: none)",
@@ -289,7 +300,10 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         if not sep or not name or not path:
             raise DataError(f"--weights takes NAME=PATH, got {item!r}")
         weights[name.strip()] = Path(path).expanduser()
+    _apply_pixel_limit(args)
+    limit = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
     return Settings(
+        **limit,
         batch_size=args.batch_size,
         precision=args.precision,
         device=args.device,
@@ -336,6 +350,28 @@ def _count(text: str) -> int:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is too large a parameter count")
     return round(value)
+
+
+def _pixel_count(text: str) -> int:
+    """A pixel limit: a positive count, "200M" or a plain number."""
+    try:
+        value = _count(text)
+    except argparse.ArgumentTypeError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a pixel count; use e.g. 200M or 150000000"
+        )
+    return value
+
+
+def _apply_pixel_limit(args: argparse.Namespace) -> None:
+    """Lets Pillow open images up to ``--max-pixels``; the limit itself is checked
+    by lazyvision, which names each image over it."""
+    if args.max_pixels is not None:
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = max(args.max_pixels, Image.MAX_IMAGE_PIXELS or 0)
 
 
 def _rank(args: argparse.Namespace) -> int:
@@ -444,7 +480,9 @@ def _check(args: argparse.Namespace) -> int:
         )
     finally:
         data_logger.setLevel(level)
-    report = check_dataset(dataset, workers=args.workers or 0)
+    _apply_pixel_limit(args)
+    limit = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
+    report = check_dataset(dataset, workers=args.workers or 0, **limit)
     print(report.render())
     blocked = report.problems or report.duplicates or len(dataset.classes) < 2
     return EXIT_USAGE if blocked else EXIT_OK
