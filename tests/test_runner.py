@@ -495,3 +495,29 @@ def test_one_class_or_no_time_is_refused_before_any_image_is_read(
         rank(tmp_path / "data", models=["pixels"], output=tmp_path / "run")
     with pytest.raises(DataError, match=r"--max-seconds\) must be a positive"):
         rank(tmp_path / "data", models=["pixels"], max_seconds=0)
+
+
+def test_offline_default_set_runs_what_has_weights_here(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import huggingface_hub
+
+    from lazyvision.backbones import DEFAULT_MODELS
+    from lazyvision.runner import _check_models
+
+    # An empty weights cache: of the default set only the raw pixels need nothing.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with caplog.at_level("WARNING", logger="lazyvision"):
+        specs = _check_models(None, allow_download=False)
+    assert specs == [
+        "tf_efficientnet_lite0",
+        "tf_efficientnet_lite1",
+        "tf_efficientnet_lite2",
+        "pixels",
+    ]
+    missing = len(DEFAULT_MODELS) - 1
+    assert f"downloads are off and {missing} of the default backbones" in caplog.text
+    assert "lazyvision models --offline" in caplog.text
+    # With downloads allowed the default set is left as it is.
+    assert _check_models(None, allow_download=True) == list(DEFAULT_MODELS)

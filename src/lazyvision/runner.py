@@ -35,11 +35,14 @@ import torch
 from lazyvision import __version__
 from lazyvision.backbones import (
     DEFAULT_MODELS,
+    DEMO_MODELS,
     Backbone,
     Preprocessing,
     check_spec,
     count_macs,
     create_backbone,
+    offline_weights,
+    parse_spec,
     resolve_preprocessing,
 )
 from lazyvision.cache import (
@@ -797,7 +800,7 @@ def rank(
             f"got {max_seconds!r}"
         )
     deadline = started + max_seconds if max_seconds is not None else None
-    specs = _check_models(models)
+    specs = _check_models(models, allow_download=settings.allow_download)
     _check_sort(sort)
     dataset = (
         data
@@ -925,10 +928,12 @@ def _check_repeats(settings: Settings, *, val_drawn: bool, source: str) -> None:
         )
 
 
-def _check_models(models: Sequence[str] | str | None) -> list[str]:
+def _check_models(
+    models: Sequence[str] | str | None, *, allow_download: bool = True
+) -> list[str]:
     """The specs to run; a misspelt name stops the run before any data is read."""
     if models is None:
-        return list(DEFAULT_MODELS)
+        return list(DEFAULT_MODELS) if allow_download else _offline_default()
     if isinstance(models, str):
         models = models.split(",")
     specs = [m.strip() for m in models if m.strip()]
@@ -945,6 +950,31 @@ def _check_models(models: Sequence[str] | str | None) -> list[str]:
         except ModelError as err:
             raise DataError(f"models (--models): {err}") from err
     return specs
+
+
+def _offline_default() -> list[str]:
+    """The default set without downloads: its backbones whose weights are here,
+    and the packaged ones, rather than a row of missing weights for each."""
+    here = [spec for spec in DEFAULT_MODELS if offline_weights(spec) is not None]
+    missing = [spec for spec in DEFAULT_MODELS if spec not in here]
+    if not missing:
+        return here
+    packaged = [
+        spec
+        for spec in DEMO_MODELS
+        if spec not in here
+        and parse_spec(spec).random_weights is False
+        and offline_weights(spec) is not None
+    ]
+    logger.warning(
+        "downloads are off and %d of the default backbones have no weights here "
+        "(%s)%s; `lazyvision models --offline` lists what is here, and --models "
+        "picks backbones",
+        len(missing),
+        ", ".join(missing),
+        f": running the packaged {', '.join(packaged)} instead" if packaged else "",
+    )
+    return [*packaged, *here]
 
 
 def _check_sort(sort: str) -> None:
