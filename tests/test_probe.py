@@ -155,3 +155,34 @@ def test_probe_needs_two_classes_and_a_validation_split() -> None:
         fit_probe(x[:10], np.zeros(10, int), x[10:], np.zeros(10, int), num_classes=2)
     with pytest.raises(DataError, match="0 val"):
         fit_probe(x[:10], np.arange(10) % 2, x[:0], np.zeros(0, int), num_classes=2)
+
+
+def test_near_ties_go_to_the_stronger_regularisation() -> None:
+    lowest = 0.4
+    within = lowest * (1 + probe_module.TIE_TOLERANCE / 2)
+    beyond = lowest * (1 + probe_module.TIE_TOLERANCE * 2)
+    assert probe_module._best([(0.01, 0.8, within), (0.1, 0.8, lowest)]) == 0.01
+    assert probe_module._best([(0.01, 0.8, beyond), (0.1, 0.8, lowest)]) == 0.1
+    assert probe_module._best([(0.1, 0.8, lowest), (1.0, 0.8, within)]) == 0.1
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_renaming_the_classes_changes_neither_strength_nor_predictions(
+    seed: int,
+) -> None:
+    x, y = _digits(100)
+    rng = np.random.default_rng(seed)
+    x = x + rng.normal(scale=60.0, size=x.shape)
+    rows = rng.permutation(len(y))[:300]
+    x, y = x[rows], y[rows]
+    renamed = rng.permutation(10)
+    first = fit_probe(x[:150], y[:150], x[150:], y[150:], num_classes=10)
+    second = fit_probe(
+        x[:150], renamed[y[:150]], x[150:], renamed[y[150:]], num_classes=10
+    )
+    assert first.C == second.C
+    np.testing.assert_allclose(
+        first.predict_proba(x[150:]),
+        second.predict_proba(x[150:])[:, renamed],
+        atol=1e-4,
+    )

@@ -33,6 +33,10 @@ PLATEAU_TOLERANCE = 1e-3
 #: A step whose validation loss is this much (relative) above the best so far
 #: ends the sweep at once: the loss is climbing into overfitting, not wandering.
 RISE_TOLERANCE = 0.02
+#: Validation losses this close (relative) count as a tie, which goes to the
+#: stronger regularisation: a choice that rounding can flip (the same data with its
+#: classes renamed, say) should not move the probe.
+TIE_TOLERANCE = 1e-4
 
 # The projection onto the row space pays while the training rows number well under
 # the features; nearer square, building it costs more than it saves over a sweep of
@@ -102,7 +106,8 @@ def fit_probe(
     half-decade on each side of the best strength is tried. The chosen strength
     has the lowest validation log loss: a proper score that moves smoothly with
     the strength, where accuracy on a few hundred images moves in steps of one
-    image and would pick by noise.
+    image and would pick by noise. Losses within :data:`TIE_TOLERANCE` of each
+    other tie, and the stronger regularisation wins.
 
     Args:
         train_embeddings: (N, D) training embeddings.
@@ -229,8 +234,10 @@ def _sweep(
 
 
 def _best(sweep: list[tuple[float, float, float]]) -> float:
-    """The strength with the lowest validation log loss."""
-    return min(sweep, key=lambda step: step[2])[0]
+    """The strength with the lowest validation log loss; the strongest among those
+    within :data:`TIE_TOLERANCE` of it."""
+    lowest = min(loss for _, _, loss in sweep)
+    return min(c for c, _, loss in sweep if loss <= lowest * (1 + TIE_TOLERANCE))
 
 
 def _row_space_basis(x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
