@@ -250,3 +250,31 @@ def test_check_of_a_one_class_set_exits_2(
     assert "add images of a second class to train (only 'cat')" in (
         capsys.readouterr().out
     )
+
+
+@pytest.mark.parametrize(
+    "command", [["check"], ["rank", "--models", "pixels", "--offline"]]
+)
+def test_identifier_taken_for_the_labels_suggests_the_label_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    # A unique id per row in "label", so val and test hold ids train lacks.
+    lines = ["filepath,label,species,split"]
+    for i in range(30):
+        picture(i).save(tmp_path / f"{i}.png")
+        split = ["train", "train", "val", "test"][i % 4]
+        lines.append(f"{i}.png,IMG_{1000 + i},{('cat', 'dog')[i % 2]},{split}")
+    (tmp_path / "all.csv").write_text("\n".join(lines) + "\n")
+
+    status = main([command[0], str(tmp_path / "all.csv"), *command[1:]])
+
+    out, err = capsys.readouterr()
+    assert status == 2
+    assert out == ""
+    assert err == (
+        "lazyvision: error: label column 'label' of all.csv looks like an "
+        "identifier, not a label: 30 rows hold 30 different values, and a class "
+        "needs images in train and in val. Name the column of labels with "
+        "--label-column (label_column in Python); the other columns are 'species' "
+        "(2 values)\n"
+    )

@@ -342,6 +342,64 @@ def test_class_in_test_that_train_lacks_is_an_error(
     assert "1 class in train but not in val: 'b'" in caplog.text
 
 
+def id_column_rows(count: int) -> list[tuple[str, ...]]:
+    """Rows whose "label" column is really a unique id; "species" holds labels."""
+    rows: list[tuple[str, ...]] = [("filepath", "label", "species", "split")]
+    splits = ["train", "train", "train", "val", "test"]
+    for i in range(count):
+        rows.append((f"{i}.png", f"id-{i:03d}", ("cat", "dog")[i % 2], splits[i % 5]))
+    return rows
+
+
+def test_identifier_taken_for_the_labels_names_the_other_columns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_csv(tmp_path / "all.csv", id_column_rows(40))
+
+    with (
+        caplog.at_level(logging.WARNING, logger="lazyvision.data"),
+        pytest.raises(DataError) as raised,
+    ):
+        load_dataset(path)
+
+    assert str(raised.value) == (
+        "label column 'label' of all.csv looks like an identifier, not a label: "
+        "40 rows hold 40 different values, and a class needs images in train and "
+        "in val. Name the column of labels with --label-column (label_column in "
+        "Python); the other columns are 'species' (2 values)"
+    )
+    # Not every id, in the error or in warnings logged before it.
+    assert "id-007" not in caplog.text
+
+
+def test_identifier_in_a_training_set_only_gets_the_same_hint(
+    tmp_path: Path,
+) -> None:
+    rows = [("filepath", "label", "breed", "notes")]
+    rows += [(f"{i}.png", f"{i}.png", "ab"[i % 2], f"note {i}") for i in range(8)]
+    write_csv(tmp_path / "train.csv", rows)
+
+    with pytest.raises(
+        DataError,
+        match=r"label column 'label' of train\.csv looks like an identifier.* "
+        r"the other columns are 'breed' \(2 values\), 'notes' \(8 values\)$",
+    ):
+        load_dataset(tmp_path)
+
+
+def test_identifier_with_no_other_column_says_so(tmp_path: Path) -> None:
+    rows = [("filepath", "label")] + [(f"{i}.png", str(i)) for i in range(6)]
+    write_csv(tmp_path / "train.csv", rows)
+    write_csv(tmp_path / "val.csv", [("filepath", "label"), ("v.png", "9")])
+
+    with pytest.raises(
+        DataError,
+        match=r"of train\.csv, val\.csv looks like an identifier.*7 rows hold 7 "
+        r"different values.*train\.csv has no other column; add one with the labels",
+    ):
+        load_dataset(tmp_path)
+
+
 # One CSV with a split column.
 
 

@@ -18,7 +18,7 @@ import os
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,11 @@ _SPLIT_ALIASES = {
 # Files that operating systems and notebooks leave in folders without a leading dot.
 _SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db"})
 _MAX_LISTED_ROW_ERRORS = 20
+# A label column where at least this share of the rows hold a value of their own
+# is taken for an identifier (an id, a file name) when its classes cannot be used.
+_IDENTIFIER_SHARE = 0.9
+# Below this many rows a value per row is as likely a tiny test set as an id column.
+_MIN_IDENTIFIER_ROWS = 5
 
 
 @dataclass(frozen=True)
@@ -153,14 +158,17 @@ def load_dataset(
 
     ignored: list[tuple[str, str]] = []
     warnings: list[str] = []
+    identifier_hint: str | None = None
     if source_path.is_file():
         layout = "split-column-csv"
-        samples, warnings = _read_split_column_csv(
+        samples, warnings, identifier_hint = _read_split_column_csv(
             source_path, path_column, label_column, split_column, root
         )
     elif source_path.is_dir() and (source_path / "train.csv").is_file():
         layout = "split-csvs"
-        samples = _read_split_csvs(source_path, path_column, label_column, root)
+        samples, identifier_hint = _read_split_csvs(
+            source_path, path_column, label_column, root
+        )
     elif source_path.is_dir():
         if (source_path / "val.csv").is_file():
             raise DataError(
@@ -180,6 +188,7 @@ def load_dataset(
         warnings=warnings,
         val_fraction=val_fraction,
         seed=seed,
+        identifier_hint=identifier_hint,
     )
 
 
@@ -192,14 +201,24 @@ def _finish(
     warnings: list[str],
     val_fraction: float,
     seed: int,
+    identifier_hint: str | None = None,
 ) -> Dataset:
-    """Draws val when absent, checks classes across splits and builds the Dataset."""
+    """Draws val when absent, checks classes across splits and builds the Dataset.
+
+    ``identifier_hint`` is the error to raise instead of a long list of classes
+    when the label column looks like an identifier and its classes cannot be used.
+    """
     notes: list[str] = []
     if not any(sample.split == "train" for sample in samples):
         raise DataError(f"dataset {source!r} has no training images")
     val_drawn = not any(sample.split == "val" for sample in samples)
     if val_drawn:
-        samples = _draw_val(samples, val_fraction=val_fraction, seed=seed)
+        try:
+            samples = _draw_val(samples, val_fraction=val_fraction, seed=seed)
+        except DataError as err:
+            if identifier_hint is None:
+                raise
+            raise DataError(identifier_hint) from err
         notes.append(
             f"validation: {val_fraction * 100:g}% of train, stratified, "
             f"seed {seed} (no val split given)"
@@ -230,6 +249,9 @@ def _finish(
                 f"{_plural(len(missing), 'class', 'classes')} in train but not in "
                 f"{split}: {_quoted(missing)}"
             )
+    if unknown and identifier_hint is not None:
+        # Every id would be listed, in the error and in the warnings before it.
+        raise DataError(identifier_hint)
     for warning in warnings:
         logger.warning("%s", warning)
     if unknown:
@@ -376,14 +398,20 @@ def _as_number(label: str) -> float | None:
 
 def _read_split_csvs(
     folder: Path, path_column: str, label_column: str, root: Path | None
-) -> list[Sample]:
-    """Reads train.csv, and val.csv and test.csv where present."""
+) -> tuple[list[Sample], str | None]:
+    """Reads train.csv, and val.csv and test.csv where present.
+
+    Returns the samples and, when the label column looks like an identifier, the
+    error that says so (see :func:`_identifier_hint`).
+    """
     samples: list[Sample] = []
+    tables: list[_Table] = []
     for split in SPLITS:
         path = folder / f"{split}.csv"
         if not path.is_file():
             continue
         table = _read_csv(path)
+        tables.append(table)
         paths = table.column(path_column, "path")
         labels = table.column(label_column, "label")
         base = root if root is not None else path.parent
@@ -401,7 +429,8 @@ def _read_split_csvs(
             if sample is not None:
                 samples.append(sample)
         _raise_row_errors(path, errors)
-    return samples
+    hint = _identifier_hint(tables, label_column, used=(path_column, label_column))
+    return samples, hint
 
 
 def _read_split_column_csv(
@@ -410,11 +439,13 @@ def _read_split_column_csv(
     label_column: str,
     split_column: str,
     root: Path | None,
-) -> tuple[list[Sample], list[str]]:
+) -> tuple[list[Sample], list[str], str | None]:
     """Reads one CSV whose split column says where each row belongs.
 
     A CSV with no such column (and none with a name close to it) is a training set
-    only; the returned warnings say so when split CSVs sit beside it.
+    only; the returned warnings say so when split CSVs sit beside it. The last
+    value returned is the error for a label column that looks like an identifier
+    (see :func:`_identifier_hint`).
     """
     table = _read_csv(path)
     paths = table.column(path_column, "path")
@@ -459,7 +490,8 @@ def _read_split_column_csv(
         if sample is not None:
             samples.append(sample)
     _raise_row_errors(path, errors)
-    return samples, warnings
+    used = (path_column, label_column, split_column)
+    return samples, warnings, _identifier_hint([table], label_column, used=used)
 
 
 def _make_sample(
@@ -513,6 +545,58 @@ def _raise_row_errors(path: Path, errors: list[str]) -> None:
     if more:
         lines.append(f"  ... and {more} more")
     raise DataError("\n".join(lines))
+
+
+def _identifier_hint(
+    tables: Sequence[_Table], label_column: str, *, used: Collection[str]
+) -> str | None:
+    """The error for a label column that looks like an identifier, else None.
+
+    Nearly every row holding a value of its own is what an id or file-name column
+    looks like; such a column gives classes that val or test hold and train lacks.
+    The error names the other columns, with how many values each holds, so the
+    one with the labels can be picked.
+    """
+    labels = [
+        value.strip()
+        for table in tables
+        for value in table.column(label_column, "label")
+    ]
+    num_values = len(set(labels))
+    if len(labels) < _MIN_IDENTIFIER_ROWS or num_values < _IDENTIFIER_SHARE * len(
+        labels
+    ):
+        return None
+
+    names = ", ".join(table.name for table in tables)
+    others = [column for column in tables[0].header if column not in used]
+    described = [
+        f"{column!r} ({_plural(_count_values(tables, column), 'value', 'values')})"
+        for column in others
+    ]
+    choice = (
+        f"the other columns are {', '.join(described)}"
+        if described
+        else f"{tables[0].name} has no other column; add one with the labels"
+    )
+    return (
+        f"label column {label_column!r} of {names} looks like an identifier, not "
+        f"a label: {len(labels)} rows hold {num_values} different values, and a "
+        "class needs images in train and in val. Name the column of labels with "
+        f"--label-column (label_column in Python); {choice}"
+    )
+
+
+def _count_values(tables: Sequence[_Table], column: str) -> int:
+    """How many different values one column holds across the tables that have it."""
+    return len(
+        {
+            record[table.header.index(column)].strip()
+            for table in tables
+            if column in table.header
+            for record in table.records
+        }
+    )
 
 
 @dataclass(frozen=True)
