@@ -433,8 +433,40 @@ def test_unknown_split_value_names_the_row(tmp_path: Path) -> None:
     rows = [("filepath", "label", "split"), ("a.png", "a", "train"), ("b", "a", "dev")]
     path = write_csv(tmp_path / "all.csv", rows)
 
-    with pytest.raises(DataError, match=r"row 3: split 'dev' is not one of train"):
+    with pytest.raises(
+        DataError,
+        match=r"all\.csv: 1 row cannot be used:\n  split column 'split' has values "
+        r"other than train, val \(or validation, valid\) and test:\n    'dev' in "
+        r"row 3$",
+    ):
         load_dataset(path)
+
+
+def test_unknown_split_values_are_each_named_once_with_their_rows(
+    tmp_path: Path,
+) -> None:
+    splits = ["train", "dev", "train", "val"] * 20
+    splits[5] = "tst"
+    splits[6] = ""
+    rows = [("filepath", "label", "split")]
+    rows += [(f"{i}.png", "ab"[i % 2], split) for i, split in enumerate(splits)]
+    rows.append(("", "a", "train"))
+    path = write_csv(tmp_path / "all.csv", rows)
+
+    with pytest.raises(DataError) as raised:
+        load_dataset(path)
+
+    assert str(raised.value) == "\n".join(
+        [
+            "all.csv: 22 rows cannot be used:",
+            "  split column 'split' has values other than train, val (or "
+            "validation, valid) and test:",
+            "    'dev' in 19 rows: 3, 11, 15, 19, 23, ...",
+            "    'tst' in row 7",
+            "    '' in row 8",
+            "  row 82: empty path",
+        ]
+    )
 
 
 def test_misspelled_split_column_is_not_read_as_train_only(tmp_path: Path) -> None:

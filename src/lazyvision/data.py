@@ -44,6 +44,7 @@ _SPLIT_ALIASES = {
 # Files that operating systems and notebooks leave in folders without a leading dot.
 _SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db"})
 _MAX_LISTED_ROW_ERRORS = 20
+_MAX_LISTED_SPLIT_ROWS = 5
 # A label column where at least this share of the rows hold a value of their own
 # is taken for an identifier (an id, a file name) when its classes cannot be used.
 _IDENTIFIER_SHARE = 0.9
@@ -428,7 +429,8 @@ def _read_split_csvs(
             )
             if sample is not None:
                 samples.append(sample)
-        _raise_row_errors(path, errors)
+        num_read = sum(sample.split == split for sample in samples)
+        _raise_row_errors(path, errors, num_rows=len(table.rows) - num_read)
     hint = _identifier_hint(tables, label_column, used=(path_column, label_column))
     return samples, hint
 
@@ -469,14 +471,12 @@ def _read_split_column_csv(
     base = root if root is not None else path.parent
     samples: list[Sample] = []
     errors: list[str] = []
+    bad_splits: dict[str, list[int]] = {}
     for index, (raw_path, raw_label) in enumerate(zip(paths, labels, strict=True)):
         raw_split = splits[index].strip()
         split = _SPLIT_ALIASES.get(raw_split.casefold())
         if split is None:
-            errors.append(
-                f"row {table.rows[index]}: split {raw_split!r} is not one of train, "
-                "val (or validation, valid), test"
-            )
+            bad_splits.setdefault(raw_split, []).append(table.rows[index])
             continue
         sample = _make_sample(
             split,
@@ -489,7 +489,11 @@ def _read_split_column_csv(
         )
         if sample is not None:
             samples.append(sample)
-    _raise_row_errors(path, errors)
+    _raise_row_errors(
+        path,
+        _split_value_errors(split_column, bad_splits) + errors,
+        num_rows=len(table.rows) - len(samples),
+    )
     used = (path_column, label_column, split_column)
     return samples, warnings, _identifier_hint([table], label_column, used=used)
 
@@ -534,13 +538,40 @@ def _make_sample(
     return Sample(split=split, path=path.resolve(), label=label, origin=origin)
 
 
-def _raise_row_errors(path: Path, errors: list[str]) -> None:
-    """Raises one DataError listing the bad rows of a CSV, if any."""
+def _split_value_errors(split_column: str, bad: dict[str, list[int]]) -> list[str]:
+    """Error lines for values of the split column that name no split.
+
+    Each value is named once, with how many rows hold it and the first of them:
+    a column of the wrong values fails on every row, and a line per row would
+    bury the few values to fix.
+    """
+    if not bad:
+        return []
+    lines = [
+        f"split column {split_column!r} has values other than train, val (or "
+        "validation, valid) and test:"
+    ]
+    for value, rows in bad.items():
+        if len(rows) == 1:
+            lines.append(f"  {value!r} in row {rows[0]}")
+            continue
+        listed = ", ".join(map(str, rows[:_MAX_LISTED_SPLIT_ROWS]))
+        more = ", ..." if len(rows) > _MAX_LISTED_SPLIT_ROWS else ""
+        lines.append(f"  {value!r} in {len(rows)} rows: {listed}{more}")
+    return lines
+
+
+def _raise_row_errors(path: Path, errors: list[str], *, num_rows: int) -> None:
+    """Raises one DataError listing the bad rows of a CSV, if any.
+
+    ``num_rows`` is how many rows cannot be used; one row may have two errors, and
+    one line may stand for many rows.
+    """
     if not errors:
         return
     shown = errors[:_MAX_LISTED_ROW_ERRORS]
     more = len(errors) - len(shown)
-    lines = [f"{path.name}: {_plural(len(errors), 'row', 'rows')} cannot be used:"]
+    lines = [f"{path.name}: {_plural(num_rows, 'row', 'rows')} cannot be used:"]
     lines += [f"  {error}" for error in shown]
     if more:
         lines.append(f"  ... and {more} more")
@@ -698,7 +729,7 @@ def _read_csv(path: Path) -> _Table:
         rows.append(row_number)
     if header is None:
         raise DataError(f"{path.name} is empty; expected a header row and image rows")
-    _raise_row_errors(path, errors)
+    _raise_row_errors(path, errors, num_rows=len(errors))
     if not records:
         raise DataError(f"{path.name} has a header but no rows")
     return _Table(path.name, header, tuple(records), tuple(rows))
