@@ -278,3 +278,21 @@ def test_identifier_taken_for_the_labels_suggests_the_label_column(
         "--label-column (label_column in Python); the other columns are 'species' "
         "(2 values)\n"
     )
+
+
+def test_csv_options_for_class_folders_are_named_in_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for seed, name in enumerate(["train/a", "train/b", "val/a", "val/b"]):
+        (tmp_path / name).mkdir(parents=True)
+        picture(seed).save(tmp_path / name / "0.png")
+
+    status = main(["check", str(tmp_path), "--image-root", str(tmp_path / "pics")])
+
+    out, err = capsys.readouterr()
+    assert status == 0
+    assert (
+        "Warnings:\n  image_root (--image-root) applies to CSV files only; "
+        f"{str(tmp_path)!r} is class folders, so it is ignored\n"
+    ) in out
+    assert "CSV files only" not in err

@@ -594,6 +594,25 @@ def test_plain_class_folders_are_a_training_set(tmp_path: Path) -> None:
     assert dataset.split("val")[0].origin.startswith(("1/", "2/", "10/"))
 
 
+def test_csv_options_given_for_class_folders_are_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_class_folders(tmp_path, {"train": {"a": 2, "b": 2}, "val": {"a": 1}})
+
+    with caplog.at_level(logging.WARNING, logger="lazyvision.data"):
+        dataset = load_dataset(tmp_path, label_column="species", image_root="pics")
+        plain = load_dataset(tmp_path, path_column="filepath")
+
+    warning = (
+        "label_column (--label-column) and image_root (--image-root) apply to CSV "
+        f"files only; {str(tmp_path)!r} is class folders, so they are ignored"
+    )
+    assert warning in dataset.warnings
+    assert caplog.text.count("apply to CSV files only") == 1
+    assert plain.warnings == dataset.warnings[1:]
+    assert dataset.samples == plain.samples
+
+
 def test_split_folder_aliases_and_nested_folders(tmp_path: Path) -> None:
     make_class_folders(tmp_path, {"train": {"a": 1, "b": 1}, "Validation": {"a": 1}})
     save_image(tmp_path / "train" / "a" / "more" / "deep.png")

@@ -125,6 +125,7 @@ def load_dataset(
     split column, or a folder of class folders (``ROOT/train/<class>/*`` and so on,
     or plain ``ROOT/<class>/*`` for a training set only). When no validation split
     is given, one is drawn from train, stratified by class, and a note says so.
+    The CSV options given for class folders are ignored, with a warning.
 
     Args:
         source: The dataset folder or CSV file.
@@ -178,6 +179,15 @@ def load_dataset(
             )
         layout = "class-folders"
         samples, ignored = _read_class_folders(source_path)
+        given = {
+            "path_column (--path-column)": path_column != "filepath",
+            "label_column (--label-column)": label_column != "label",
+            "split_column": split_column != "split",
+            "image_root (--image-root)": image_root is not None,
+        }
+        warnings += _unused_option_warnings(
+            str(source), [name for name, differs in given.items() if differs]
+        )
     else:
         raise DataError(f"dataset {str(source)!r} is neither a folder nor a file")
 
@@ -191,6 +201,18 @@ def load_dataset(
         seed=seed,
         identifier_hint=identifier_hint,
     )
+
+
+def _unused_option_warnings(source: str, options: Sequence[str]) -> list[str]:
+    """Warns that options given for CSVs do nothing to class folders."""
+    if not options:
+        return []
+    one = len(options) == 1
+    return [
+        f"{' and '.join(options)} {'applies' if one else 'apply'} to CSV files "
+        f"only; {source!r} is class folders, so {'it is' if one else 'they are'} "
+        "ignored"
+    ]
 
 
 def _finish(
