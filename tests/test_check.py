@@ -581,6 +581,25 @@ def test_problem_in_a_class_folder_is_named_once(tmp_path: Path) -> None:
     )
 
 
+def test_problem_in_class_folders_asks_to_fix_files_not_rows(
+    tmp_path: Path,
+) -> None:
+    for split in ("train", "val"):
+        for i, label in enumerate("ab"):
+            save_image(tmp_path / split / label / "0.png", seed=i + 10 * len(split))
+    (tmp_path / "train" / "a" / "1.png").write_bytes(b"")
+
+    report = check_dataset(load_dataset(tmp_path))
+
+    with pytest.raises(DataError) as raised:
+        raise_for_problems(report, skip_bad=False, allow_duplicates=False)
+    assert str(raised.value) == (
+        "1 image cannot be used:\n"
+        "  train  train/a/1.png: empty file (0 bytes)\n"
+        "Fix or remove this file, or skip it (skip_bad=True, --skip-bad)."
+    )
+
+
 def test_to_dict_is_json(tmp_path: Path) -> None:
     report = class_folder_report(tmp_path)
 

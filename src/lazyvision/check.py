@@ -390,9 +390,12 @@ def raise_for_problems(
     problems = _indented(_capped(_problem_lines(report.problems, base)))
     if report.problems and not skip_bad:
         hint = "".join(f"\n{line}" for line in _missing_hint(report))
+        # Class folders have no rows: the files themselves are what to remove.
+        given = "file" if report.dataset.layout == "class-folders" else "row"
+        these = f"this {given}" if len(report.problems) == 1 else f"these {given}s"
         sections.append(
-            f"{bad} cannot be used:\n{problems}{hint}\nFix or remove these rows, or "
-            "skip them (skip_bad=True, --skip-bad)."
+            f"{bad} cannot be used:\n{problems}{hint}\nFix or remove {these}, or "
+            f"skip {_it(report.problems)} (skip_bad=True, --skip-bad)."
         )
     elif report.problems:
         logger.warning("leaving out %s that cannot be used:\n%s", bad, problems)
