@@ -638,8 +638,31 @@ def test_folder_without_a_layout_says_what_is_accepted(tmp_path: Path) -> None:
 
 
 def test_missing_source_is_named(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"'.*nowhere' is neither a folder nor a file"):
+    with pytest.raises(DataError, match=r"'.*nowhere' does not exist$"):
         load_dataset(tmp_path / "nowhere")
+    with pytest.raises(
+        DataError,
+        match=r"dataset '.*nowhere.data\.csv' does not exist, nor does the folder "
+        r"'.*nowhere'$",
+    ):
+        load_dataset(tmp_path / "nowhere" / "data.csv")
+
+
+def test_missing_source_suggests_close_names_beside_it(tmp_path: Path) -> None:
+    make_class_folders(tmp_path / "pets", {"train": {"a": 2, "b": 2}})
+    write_csv(tmp_path / "pets.csv", labelled_rows("t", ["a", "b"]))
+    write_csv(tmp_path / "labels.csv", labelled_rows("t", ["a", "b"]))
+    (tmp_path / "pet").symlink_to(tmp_path / "gone")
+
+    with pytest.raises(DataError) as raised:
+        load_dataset(tmp_path / "Pets")
+    with pytest.raises(DataError, match=r"'.*pet' is a link to '.*gone', which "):
+        load_dataset(tmp_path / "pet")
+
+    assert str(raised.value) == (
+        f"dataset {str(tmp_path / 'Pets')!r} does not exist; did you mean "
+        f"{str(tmp_path / 'pets') + '/'!r} or {str(tmp_path / 'pets.csv')!r}?"
+    )
 
 
 def test_unknown_split_name_is_refused(tmp_path: Path) -> None:

@@ -189,7 +189,7 @@ def load_dataset(
             str(source), [name for name, differs in given.items() if differs]
         )
     else:
-        raise DataError(f"dataset {str(source)!r} is neither a folder nor a file")
+        raise DataError(_missing_source_message(source_path))
 
     return _finish(
         samples,
@@ -201,6 +201,35 @@ def load_dataset(
         seed=seed,
         identifier_hint=identifier_hint,
     )
+
+
+def _missing_source_message(path: Path) -> str:
+    """Says that the dataset path is not there, naming close names beside it."""
+    if path.exists():  # a device, a pipe or a socket
+        return f"dataset {str(path)!r} is neither a folder nor a file"
+    if path.is_symlink():
+        return (
+            f"dataset {str(path)!r} is a link to {str(path.readlink())!r}, which "
+            "does not exist"
+        )
+    message = f"dataset {str(path)!r} does not exist"
+    parent = path.parent
+    if not parent.is_dir():
+        return f"{message}, nor does the folder {str(parent)!r}"
+    try:
+        entries = _sorted_entries(parent)
+    except OSError:  # a folder that cannot be listed has no names to suggest
+        return message
+    # Compared without case: "Pets" was most likely meant for "pets".
+    names = {
+        entry.name.casefold(): str(entry) + ("/" if entry.is_dir() else "")
+        for entry in entries
+        if entry.exists() and not _is_hidden(entry)
+    }
+    close = difflib.get_close_matches(path.name.casefold(), names, n=3, cutoff=0.6)
+    if close:
+        message += f"; did you mean {' or '.join(repr(names[n]) for n in close)}?"
+    return message
 
 
 def _unused_option_warnings(source: str, options: Sequence[str]) -> list[str]:
