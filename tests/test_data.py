@@ -490,6 +490,56 @@ def test_csv_file_without_split_column_is_a_training_set(tmp_path: Path) -> None
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("prepare.py", "a Python file"),
+        ("labels.json", "a JSON file"),
+        ("Labels.XLSX", r"a spreadsheet \(save it as CSV\)"),
+    ],
+)
+def test_file_of_another_format_is_refused_before_reading(
+    tmp_path: Path, name: str, kind: str
+) -> None:
+    # Lines a CSV reader would take for a header and rows, to fail on later.
+    (tmp_path / name).write_text('{"filepath": "a.png",\n "label": "cat"}\n')
+
+    with pytest.raises(
+        DataError,
+        match=rf"dataset '.*{name}' is {kind}, not a CSV; give a CSV of image paths "
+        r"and labels \(\.csv, \.tsv or \.txt\), or a folder holding train\.csv "
+        r"\(with val\.csv, test\.csv\) or class folders$",
+    ):
+        load_dataset(tmp_path / name)
+
+
+def test_image_file_given_as_the_data_points_to_its_folder(tmp_path: Path) -> None:
+    image = save_image(tmp_path / "train" / "cat" / "0.png")
+
+    with pytest.raises(
+        DataError, match=r"'.*0\.png' is an image file, not a CSV; pass the folder"
+    ):
+        load_dataset(image)
+
+
+def test_binary_file_named_csv_is_not_read_as_text(tmp_path: Path) -> None:
+    image = save_image(tmp_path / "0.png")
+    (tmp_path / "data.csv").write_bytes(image.read_bytes())
+
+    with pytest.raises(
+        DataError, match=r"^data\.csv is not text \(it holds NUL bytes\), so not a"
+    ):
+        load_dataset(tmp_path / "data.csv")
+
+
+def test_text_files_without_the_csv_extension_are_read(tmp_path: Path) -> None:
+    rows = labelled_rows("t", ["a", "b"] * 3)
+    for name in ("labels.tsv", "labels.txt", "labels"):
+        path = write_csv(tmp_path / name, rows, delimiter="\t")
+
+        assert load_dataset(path).classes == ("a", "b")
+
+
 # A training set only.
 
 

@@ -44,7 +44,25 @@ _SPLIT_ALIASES = {
 # Files that operating systems and notebooks leave in folders without a leading dot.
 _SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db"})
 _MAX_LISTED_ROW_ERRORS = 20
+# Files given as the data that are clearly no CSV, by extension. Others are read
+# as CSVs, whatever their extension: exports name them .csv, .tsv, .txt or .dat.
+_OTHER_FORMATS = {
+    ".json": "a JSON file",
+    ".jsonl": "a JSON Lines file",
+    ".ipynb": "a notebook",
+    ".py": "a Python file",
+    ".yaml": "a YAML file",
+    ".yml": "a YAML file",
+    ".md": "a Markdown file",
+    ".html": "a web page",
+    ".xml": "an XML file",
+    ".xlsx": "a spreadsheet (save it as CSV)",
+    ".xls": "a spreadsheet (save it as CSV)",
+    ".ods": "a spreadsheet (save it as CSV)",
+}
 _MAX_LISTED_SPLIT_ROWS = 5
+# Binary files (images, archives, spreadsheets) hold NUL bytes in their headers.
+_SNIFF_BYTES = 8192
 # A label column where at least this share of the rows hold a value of their own
 # is taken for an identifier (an id, a file name) when its classes cannot be used.
 _IDENTIFIER_SHARE = 0.9
@@ -162,6 +180,7 @@ def load_dataset(
     warnings: list[str] = []
     identifier_hint: str | None = None
     if source_path.is_file():
+        _refuse_other_formats(source_path)
         layout = "split-column-csv"
         samples, warnings, identifier_hint = _read_split_column_csv(
             source_path, path_column, label_column, split_column, root
@@ -201,6 +220,22 @@ def load_dataset(
         seed=seed,
         identifier_hint=identifier_hint,
     )
+
+
+def _refuse_other_formats(path: Path) -> None:
+    """Raises for a data file that is clearly no CSV, before it is read as one."""
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        raise DataError(
+            f"dataset {str(path)!r} is an image file, not a CSV; pass the folder of "
+            "class folders it is in, or a CSV of image paths and labels"
+        )
+    if suffix in _OTHER_FORMATS:
+        raise DataError(
+            f"dataset {str(path)!r} is {_OTHER_FORMATS[suffix]}, not a CSV; give a "
+            "CSV of image paths and labels (.csv, .tsv or .txt), or a folder "
+            "holding train.csv (with val.csv, test.csv) or class folders"
+        )
 
 
 def _missing_source_message(path: Path) -> str:
@@ -720,7 +755,13 @@ def _read_csv(path: Path) -> _Table:
     """Reads a CSV in UTF-8 (BOM or not), UTF-16 (with its BOM) or Windows-1252,
     separated by commas, semicolons or tabs (whichever the header has most of)."""
     data = path.read_bytes()
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    if not utf16 and b"\0" in data[:_SNIFF_BYTES]:
+        raise DataError(
+            f"{path.name} is not text (it holds NUL bytes), so not a CSV; expected "
+            "a CSV of image paths and labels, saved as UTF-8"
+        )
+    if utf16:
         # Spreadsheet programs' "Unicode text": UTF-16, tab separated.
         try:
             text = data.decode("utf-16")
