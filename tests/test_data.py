@@ -473,7 +473,11 @@ def test_misspelled_split_column_is_not_read_as_train_only(tmp_path: Path) -> No
     rows = [("filepath", "label", "Split"), ("a.png", "a", "train")]
     path = write_csv(tmp_path / "all.csv", rows)
 
-    with pytest.raises(DataError, match=r"split column 'split'.*did you mean 'Split'"):
+    with pytest.raises(
+        DataError,
+        match=r"split column 'split'.*did you mean 'Split'\? \(rename the column to "
+        r"'split', or name it with split_column in Python\)$",
+    ):
         load_dataset(path)
 
 
@@ -572,6 +576,18 @@ def test_train_only_with_a_single_image_class_explains(tmp_path: Path) -> None:
     with pytest.raises(
         DataError,
         match=r"at least 2 training images per class; 1 class has only 1: 'b'",
+    ):
+        load_dataset(tmp_path)
+
+
+def test_val_too_small_to_hold_every_class_says_what_to_do(tmp_path: Path) -> None:
+    write_csv(tmp_path / "train.csv", labelled_rows("t", list("abcde") * 2))
+
+    with pytest.raises(
+        DataError,
+        match=r"cannot draw a stratified val split of 0\.2 from 10 training images "
+        r"in 5 classes: .*\. Add images or give a val split \(in Python, a larger "
+        r"val_fraction may also do\)$",
     ):
         load_dataset(tmp_path)
 

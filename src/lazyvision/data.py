@@ -387,7 +387,8 @@ def _draw_val(samples: list[Sample], *, val_fraction: float, seed: int) -> list[
         raise DataError(
             f"cannot draw a stratified val split of {val_fraction:g} from "
             f"{len(train)} training images in {len(counts)} classes: {err}. "
-            "Raise val_fraction, add images, or give a val split"
+            "Add images or give a val split (in Python, a larger val_fraction may "
+            "also do)"
         ) from err
 
     moved = [
@@ -743,10 +744,13 @@ class _Table:
             close = self.close_matches(name)
             if close:
                 message += f"; did you mean {' or '.join(map(repr, close))}?"
-            raise DataError(
-                f"{message} (choose another with --{role}-column, or {role}_column "
-                "in Python)"
+            # The command line has no option for the split column's name.
+            choose = (
+                f"rename the column to {name!r}, or name it with split_column in Python"
+                if role == "split"
+                else f"choose another with --{role}-column, or {role}_column in Python"
             )
+            raise DataError(f"{message} ({choose})")
         index = self.header.index(name)
         return [record[index] for record in self.records]
 
