@@ -8,20 +8,25 @@ each file can be decoded is the business of :mod:`lazyvision.check`.
 
 from __future__ import annotations
 
-import codecs
-import csv
 import difflib
-import io
 import logging
 import math
 import os
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lazyvision._csv import (
+    Table,
+    identifier_hint,
+    plural,
+    raise_row_errors,
+    read_csv,
+    split_value_errors,
+)
 from lazyvision.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -43,7 +48,6 @@ _SPLIT_ALIASES = {
 }
 # Files that operating systems and notebooks leave in folders without a leading dot.
 _SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db"})
-_MAX_LISTED_ROW_ERRORS = 20
 # Files given as the data that are clearly no CSV, by extension. Others are read
 # as CSVs, whatever their extension: exports name them .csv, .tsv, .txt or .dat.
 _OTHER_FORMATS = {
@@ -60,14 +64,6 @@ _OTHER_FORMATS = {
     ".xls": "a spreadsheet (save it as CSV)",
     ".ods": "a spreadsheet (save it as CSV)",
 }
-_MAX_LISTED_SPLIT_ROWS = 5
-# Binary files (images, archives, spreadsheets) hold NUL bytes in their headers.
-_SNIFF_BYTES = 8192
-# A label column where at least this share of the rows hold a value of their own
-# is taken for an identifier (an id, a file name) when its classes cannot be used.
-_IDENTIFIER_SHARE = 0.9
-# Below this many rows a value per row is as likely a tiny test set as an id column.
-_MIN_IDENTIFIER_ROWS = 5
 
 
 @dataclass(frozen=True)
@@ -327,13 +323,13 @@ def _finish(
         extra = sort_labels(labels - set(classes))
         if extra:
             unknown.append(
-                f"{split} has {_plural(len(extra), 'class', 'classes')} that train "
+                f"{split} has {plural(len(extra), 'class', 'classes')} that train "
                 f"lacks: {_quoted(extra)}"
             )
         missing = [label for label in classes if label not in labels]
         if missing:
             warnings.append(
-                f"{_plural(len(missing), 'class', 'classes')} in train but not in "
+                f"{plural(len(missing), 'class', 'classes')} in train but not in "
                 f"{split}: {_quoted(missing)}"
             )
     if unknown and identifier_hint is not None:
@@ -370,7 +366,7 @@ def _draw_val(samples: list[Sample], *, val_fraction: float, seed: int) -> list[
         raise DataError(
             "no val split was given, so one is drawn from train stratified by class, "
             "which needs at least 2 training images per class; "
-            f"{_plural(len(too_small), 'class has', 'classes have')} only 1: "
+            f"{plural(len(too_small), 'class has', 'classes have')} only 1: "
             f"{_quoted(too_small)}. Add images, drop the class, or give a val split"
         )
     try:
@@ -438,7 +434,7 @@ def _case_pair_warnings(samples: Sequence[Sample]) -> list[str]:
     for labels in groups.values():
         if len(labels) > 1:
             described = " and ".join(
-                f"{label!r} ({_plural(counts[label], 'image', 'images')})"
+                f"{label!r} ({plural(counts[label], 'image', 'images')})"
                 for label in labels
             )
             warnings.append(
@@ -464,7 +460,7 @@ def _number_pair_warnings(samples: Sequence[Sample]) -> list[str]:
     for labels in groups.values():
         if len(labels) > 1:
             described = " and ".join(
-                f"{label!r} ({_plural(counts[label], 'image', 'images')})"
+                f"{label!r} ({plural(counts[label], 'image', 'images')})"
                 for label in labels
             )
             warnings.append(
@@ -490,15 +486,15 @@ def _read_split_csvs(
     """Reads train.csv, and val.csv and test.csv where present.
 
     Returns the samples and, when the label column looks like an identifier, the
-    error that says so (see :func:`_identifier_hint`).
+    error that says so (see :func:`identifier_hint`).
     """
     samples: list[Sample] = []
-    tables: list[_Table] = []
+    tables: list[Table] = []
     for split in SPLITS:
         path = folder / f"{split}.csv"
         if not path.is_file():
             continue
-        table = _read_csv(path)
+        table = read_csv(path)
         tables.append(table)
         paths = table.column(path_column, "path")
         labels = table.column(label_column, "label")
@@ -517,8 +513,8 @@ def _read_split_csvs(
             if sample is not None:
                 samples.append(sample)
         num_read = sum(sample.split == split for sample in samples)
-        _raise_row_errors(path, errors, num_rows=len(table.rows) - num_read)
-    hint = _identifier_hint(tables, label_column, used=(path_column, label_column))
+        raise_row_errors(path, errors, num_rows=len(table.rows) - num_read)
+    hint = identifier_hint(tables, label_column, used=(path_column, label_column))
     return samples, hint
 
 
@@ -534,9 +530,9 @@ def _read_split_column_csv(
     A CSV with no such column (and none with a name close to it) is a training set
     only; the returned warnings say so when split CSVs sit beside it. The last
     value returned is the error for a label column that looks like an identifier
-    (see :func:`_identifier_hint`).
+    (see :func:`identifier_hint`).
     """
-    table = _read_csv(path)
+    table = read_csv(path)
     paths = table.column(path_column, "path")
     labels = table.column(label_column, "label")
     warnings: list[str] = []
@@ -576,13 +572,13 @@ def _read_split_column_csv(
         )
         if sample is not None:
             samples.append(sample)
-    _raise_row_errors(
+    raise_row_errors(
         path,
-        _split_value_errors(split_column, bad_splits) + errors,
+        split_value_errors(split_column, bad_splits) + errors,
         num_rows=len(table.rows) - len(samples),
     )
     used = (path_column, label_column, split_column)
-    return samples, warnings, _identifier_hint([table], label_column, used=used)
+    return samples, warnings, identifier_hint([table], label_column, used=used)
 
 
 def _make_sample(
@@ -590,7 +586,7 @@ def _make_sample(
     raw_path: str,
     raw_label: str,
     *,
-    table: _Table,
+    table: Table,
     index: int,
     base: Path,
     errors: list[str],
@@ -623,212 +619,6 @@ def _make_sample(
         path = base / path
     origin = f"{table.name} row {row}"
     return Sample(split=split, path=path.resolve(), label=label, origin=origin)
-
-
-def _split_value_errors(split_column: str, bad: dict[str, list[int]]) -> list[str]:
-    """Error lines for values of the split column that name no split.
-
-    Each value is named once, with how many rows hold it and the first of them:
-    a column of the wrong values fails on every row, and a line per row would
-    bury the few values to fix.
-    """
-    if not bad:
-        return []
-    lines = [
-        f"split column {split_column!r} has values other than train, val (or "
-        "validation, valid) and test:"
-    ]
-    for value, rows in bad.items():
-        if len(rows) == 1:
-            lines.append(f"  {value!r} in row {rows[0]}")
-            continue
-        listed = ", ".join(map(str, rows[:_MAX_LISTED_SPLIT_ROWS]))
-        more = ", ..." if len(rows) > _MAX_LISTED_SPLIT_ROWS else ""
-        lines.append(f"  {value!r} in {len(rows)} rows: {listed}{more}")
-    return lines
-
-
-def _raise_row_errors(path: Path, errors: list[str], *, num_rows: int) -> None:
-    """Raises one DataError listing the bad rows of a CSV, if any.
-
-    ``num_rows`` is how many rows cannot be used; one row may have two errors, and
-    one line may stand for many rows.
-    """
-    if not errors:
-        return
-    shown = errors[:_MAX_LISTED_ROW_ERRORS]
-    more = len(errors) - len(shown)
-    lines = [f"{path.name}: {_plural(num_rows, 'row', 'rows')} cannot be used:"]
-    lines += [f"  {error}" for error in shown]
-    if more:
-        lines.append(f"  ... and {more} more")
-    raise DataError("\n".join(lines))
-
-
-def _identifier_hint(
-    tables: Sequence[_Table], label_column: str, *, used: Collection[str]
-) -> str | None:
-    """The error for a label column that looks like an identifier, else None.
-
-    Nearly every row holding a value of its own is what an id or file-name column
-    looks like; such a column gives classes that val or test hold and train lacks.
-    The error names the other columns, with how many values each holds, so the
-    one with the labels can be picked.
-    """
-    labels = [
-        value.strip()
-        for table in tables
-        for value in table.column(label_column, "label")
-    ]
-    num_values = len(set(labels))
-    if len(labels) < _MIN_IDENTIFIER_ROWS or num_values < _IDENTIFIER_SHARE * len(
-        labels
-    ):
-        return None
-
-    names = ", ".join(table.name for table in tables)
-    others = [column for column in tables[0].header if column not in used]
-    described = [
-        f"{column!r} ({_plural(_count_values(tables, column), 'value', 'values')})"
-        for column in others
-    ]
-    choice = (
-        f"the other columns are {', '.join(described)}"
-        if described
-        else f"{tables[0].name} has no other column; add one with the labels"
-    )
-    return (
-        f"label column {label_column!r} of {names} looks like an identifier, not "
-        f"a label: {len(labels)} rows hold {num_values} different values, and a "
-        "class needs images in train and in val. Name the column of labels with "
-        f"--label-column (label_column in Python); {choice}"
-    )
-
-
-def _count_values(tables: Sequence[_Table], column: str) -> int:
-    """How many different values one column holds across the tables that have it."""
-    return len(
-        {
-            record[table.header.index(column)].strip()
-            for table in tables
-            if column in table.header
-            for record in table.records
-        }
-    )
-
-
-@dataclass(frozen=True)
-class _Table:
-    """A CSV read as text: header, data rows and their spreadsheet row numbers."""
-
-    name: str
-    header: tuple[str, ...]
-    records: tuple[tuple[str, ...], ...]
-    rows: tuple[int, ...]
-
-    def close_matches(self, name: str) -> list[str]:
-        """Column names close to ``name``: same but for case, or a likely typo."""
-        close = difflib.get_close_matches(name, self.header, n=3, cutoff=0.6)
-        same_but_case = [
-            column
-            for column in self.header
-            if column.casefold() == name.casefold() and column not in close
-        ]
-        return same_but_case + close
-
-    def column(self, name: str, role: str) -> list[str]:
-        """Returns one column's values, or raises naming the columns that exist."""
-        if name not in self.header:
-            listed = ", ".join(repr(column) for column in self.header)
-            message = f"{role} column {name!r} not in {self.name}; columns are {listed}"
-            close = self.close_matches(name)
-            if close:
-                message += f"; did you mean {' or '.join(map(repr, close))}?"
-            # The command line has no option for the split column's name.
-            choose = (
-                f"rename the column to {name!r}, or name it with split_column in Python"
-                if role == "split"
-                else f"choose another with --{role}-column, or {role}_column in Python"
-            )
-            raise DataError(f"{message} ({choose})")
-        index = self.header.index(name)
-        return [record[index] for record in self.records]
-
-
-def _read_csv(path: Path) -> _Table:
-    """Reads a CSV in UTF-8 (BOM or not), UTF-16 (with its BOM) or Windows-1252,
-    separated by commas, semicolons or tabs (whichever the header has most of)."""
-    data = path.read_bytes()
-    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
-    if not utf16 and b"\0" in data[:_SNIFF_BYTES]:
-        raise DataError(
-            f"{path.name} is not text (it holds NUL bytes), so not a CSV; expected "
-            "a CSV of image paths and labels, saved as UTF-8"
-        )
-    if utf16:
-        # Spreadsheet programs' "Unicode text": UTF-16, tab separated.
-        try:
-            text = data.decode("utf-16")
-        except UnicodeDecodeError as err:
-            raise DataError(
-                f"{path.name} starts as UTF-16 text but byte {err.start} is not; "
-                "save it as UTF-8 CSV"
-            ) from err
-    else:
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as err:
-            # What spreadsheet programs on Western Windows machines write; Latin-1,
-            # which decodes any bytes, takes the few that Windows-1252 leaves out.
-            for encoding in ("cp1252", "latin-1"):
-                try:
-                    text = data.decode(encoding)
-                    break
-                except UnicodeDecodeError:
-                    continue
-            logger.warning(
-                "%s is not UTF-8 (row %d is the first that is not); read as %s, so "
-                "accented letters may be wrong: save it as UTF-8 to be sure",
-                path.name,
-                data.count(b"\n", 0, err.start) + 1,
-                "Windows-1252" if encoding == "cp1252" else "Latin-1",
-            )
-
-    first_line = text.lstrip("\r\n").split("\n", 1)[0]
-    # Ties go to the comma, then the semicolon.
-    delimiter = max((",", ";", "\t"), key=first_line.count)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-
-    header: tuple[str, ...] | None = None
-    header_row = 0
-    records: list[tuple[str, ...]] = []
-    rows: list[int] = []
-    errors: list[str] = []
-    for row_number, record in enumerate(reader, start=1):
-        if not any(field.strip() for field in record):
-            continue
-        fields = tuple(field.strip() for field in record)
-        if header is None:
-            header = fields
-            header_row = row_number
-            continue
-        extra = fields[len(header) :]
-        if any(extra):
-            errors.append(
-                f"row {row_number}: {len(fields)} fields but the header (row "
-                f"{header_row}) has {len(header)}; quote values that contain "
-                f"{delimiter!r}"
-            )
-            continue
-        padded = (*record, *[""] * (len(header) - len(record)))
-        records.append(tuple(padded[: len(header)]))
-        rows.append(row_number)
-    if header is None:
-        raise DataError(f"{path.name} is empty; expected a header row and image rows")
-    _raise_row_errors(path, errors, num_rows=len(errors))
-    if not records:
-        raise DataError(f"{path.name} has a header but no rows")
-    return _Table(path.name, header, tuple(records), tuple(rows))
 
 
 # Class folders.
@@ -957,7 +747,3 @@ def _relative(path: Path, root: Path) -> str:
 
 def _quoted(values: Iterable[str]) -> str:
     return ", ".join(repr(value) for value in values)
-
-
-def _plural(count: int, singular: str, plural: str) -> str:
-    return f"{count} {singular if count == 1 else plural}"
