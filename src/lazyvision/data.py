@@ -15,7 +15,7 @@ import os
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -426,22 +426,7 @@ def _label_key(label: str) -> tuple[int, float, tuple[tuple[int, int | str], ...
 
 def _case_pair_warnings(samples: Sequence[Sample]) -> list[str]:
     """Warns about labels that differ only in case, with their image counts."""
-    counts = Counter(sample.label for sample in samples)
-    groups: dict[str, list[str]] = {}
-    for label in sort_labels(counts):
-        groups.setdefault(label.casefold(), []).append(label)
-    warnings = []
-    for labels in groups.values():
-        if len(labels) > 1:
-            described = " and ".join(
-                f"{label!r} ({plural(counts[label], 'image', 'images')})"
-                for label in labels
-            )
-            warnings.append(
-                f"labels {described} differ only in case; they are kept as "
-                "different classes"
-            )
-    return warnings
+    return _same_class_warnings(samples, str.casefold, "differ only in case")
 
 
 def _number_pair_warnings(samples: Sequence[Sample]) -> list[str]:
@@ -450,10 +435,19 @@ def _number_pair_warnings(samples: Sequence[Sample]) -> list[str]:
     A label column saved by a spreadsheet, or merged from two exports, often
     writes the same class both ways; as text they would be two classes.
     """
+    return _same_class_warnings(
+        samples, _as_number, "are the same number written differently"
+    )
+
+
+def _same_class_warnings(
+    samples: Sequence[Sample], key: Callable[[str], object], what: str
+) -> list[str]:
+    """Warns about labels that ``key`` maps to one value (None maps to none)."""
     counts = Counter(sample.label for sample in samples)
-    groups: dict[float, list[str]] = {}
+    groups: dict[object, list[str]] = {}
     for label in sort_labels(counts):
-        value = _as_number(label)
+        value = key(label)
         if value is not None:
             groups.setdefault(value, []).append(label)
     warnings = []
@@ -464,8 +458,7 @@ def _number_pair_warnings(samples: Sequence[Sample]) -> list[str]:
                 for label in labels
             )
             warnings.append(
-                f"labels {described} are the same number written differently; "
-                "they are kept as different classes"
+                f"labels {described} {what}; they are kept as different classes"
             )
     return warnings
 
