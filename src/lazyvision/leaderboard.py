@@ -142,7 +142,14 @@ _TEXT_COLUMNS = frozenset(
 )
 _GAP = "  "
 _MISSING = "–"
-_MIN_MODEL_WIDTH = 12
+# The key columns a narrow terminal does without, in this order; model names are
+# never shortened, as a cut name can read as another backbone's.
+_LEFT_OUT_FIRST = (
+    "test_balanced_accuracy",
+    "val_roc_auc",
+    "val_f1",
+    "val_balanced_accuracy",
+)
 TIE_MARK = "="
 UNKNOWN_TIE_MARK = "?"
 PARETO_MARK = "*"
@@ -393,12 +400,13 @@ def format_leaderboard(
 
     Rows are sorted with ``sort_rows``; the sort metric carries its 95% bootstrap
     interval and, when the validation split was redrawn, its mean ± std over the
-    splits. By default the ``KEY_COLUMNS`` are drawn within ``width`` columns,
-    shortening long model names in the middle (to no less than 12 characters);
-    excluded and failed rows show their status and reason across the metric
-    columns, below the ranked rows. ``wide`` draws ``WIDE_COLUMNS`` and any other
-    row keys with no width limit, leaving out columns no row has a value for, and
-    adds min..max over the splits.
+    splits. By default the ``KEY_COLUMNS`` are drawn within ``width`` columns:
+    model names are never shortened, so when the table is wider the metric
+    columns other than the sort metric are left out, test bal.acc first, and the
+    legend names them. Excluded and failed rows show their status and reason
+    across the metric columns, below the ranked rows. ``wide`` draws
+    ``WIDE_COLUMNS`` and any other row keys with no width limit, leaving out
+    columns no row has a value for, and adds min..max over the splits.
 
     Args:
         rows: Leaderboard rows.
@@ -429,8 +437,12 @@ def format_leaderboard(
         max(len(labels[i][0]), len(labels[i][1]), *(len(line[i]) for line in cells))
         for i in range(len(keys))
     ]
-    if not wide:
-        _fit_model_column(keys, widths, width)
+    left_out = [] if wide else _fit_width(keys, widths, width, sort_key)
+    for key in left_out:
+        index = keys.index(key)
+        del keys[index], labels[index], widths[index]
+        for line in cells:
+            del line[index]
 
     def join(parts: Sequence[str]) -> str:
         aligned = [
@@ -445,16 +457,19 @@ def format_leaderboard(
     lines.append(join([bottom for _, bottom in labels]))
     lines.append("-" * (sum(widths) + len(_GAP) * (len(widths) - 1)))
     for row, line in zip(ordered, cells, strict=True):
-        model = keys.index("model")
-        line[model] = shorten_name(line[model], widths[model])
         if wide or _is_ok(row):
             lines.append(join(line))
         else:
-            lines.append(_failed_line(keys, widths, line, row))
+            lines.append(_failed_line(keys, widths, line, row, width))
     # Ties and the Pareto front are judged on a quality metric: the sort metric
     # when it is one, else the default (img/s, say, has no ties to resample).
     quality = sort_key if _split_metric(sort_key) else DEFAULT_SORT
-    lines.extend(_legend(ordered, quality, keys))
+    legend = _legend(ordered, quality, keys)
+    if left_out:
+        names = ", ".join(_legend_label(key) for key in left_out)
+        note = f"not shown, to fit {width} columns: {names}; --wide shows them"
+        legend = [*(legend or [""]), note]
+    lines.extend(legend)
     return "\n".join(lines)
 
 
@@ -681,18 +696,33 @@ def _shorten_middle(text: str, size: int) -> str:
     return text[:head] + "…" + text[len(text) - (size - 1 - head) :]
 
 
-def _fit_model_column(keys: list[str], widths: list[int], width: int) -> None:
-    model = keys.index("model")
-    others = sum(widths) - widths[model] + len(_GAP) * (len(keys) - 1)
-    widths[model] = min(widths[model], max(width - others, _MIN_MODEL_WIDTH))
+def _fit_width(
+    keys: Sequence[str], widths: Sequence[int], width: int, sort_key: str
+) -> list[str]:
+    """The metric columns to leave out so the table fits ``width``, if it can."""
+    total = sum(widths) + len(_GAP) * (len(keys) - 1)
+    left_out = []
+    for key in _LEFT_OUT_FIRST:
+        if total <= width:
+            break
+        if key in keys and key != sort_key:
+            left_out.append(key)
+            total -= widths[keys.index(key)] + len(_GAP)
+    return left_out
 
 
 def _failed_line(
-    keys: list[str], widths: list[int], line: list[str], row: Mapping[str, Any]
+    keys: list[str],
+    widths: list[int],
+    line: list[str],
+    row: Mapping[str, Any],
+    width: int,
 ) -> str:
-    """Rank and model, then "status: reason" across the remaining columns."""
+    """Rank and model, then "status: reason" across the remaining columns, or
+    up to ``width`` where the table is narrower."""
     first = keys.index("model") + 1
     span = sum(widths[first:]) + len(_GAP) * (len(keys) - first - 1)
+    span = max(span, width - sum(widths[:first]) - len(_GAP) * first)
     status = str(row.get("status", "failed"))
     reason = _cell("reason", row, None)
     text = status if reason == _MISSING else f"{status}: {reason}"
