@@ -481,6 +481,24 @@ def test_url_weights_without_download_raise(
         create_backbone("xception", allow_download=False)
 
 
+def test_url_weights_are_named_by_their_file_and_host_not_the_hub(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Some timm weights are GitHub release files, not on the timm hub."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    url = timm.get_pretrained_cfg("legacy_seresnet18.in1k").url
+    with pytest.raises(WeightsError) as raised:
+        create_backbone("legacy_seresnet18", allow_download=False)
+    assert f"weights file {url} is not in the local cache" in str(raised.value)
+    assert "timm hub" not in str(raised.value)
+
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.save(_random_state_dict("legacy_seresnet18"), checkpoints / Path(url).name)
+    backbone = create_backbone("legacy_seresnet18", allow_download=False)
+    assert backbone.weights_source == "download from github.com"
+
+
 def _cache_test_resnet(cache: Path) -> dict[str, torch.Tensor]:
     """Puts random test_resnet weights where huggingface_hub keeps its downloads."""
     # The layout huggingface_hub keeps: refs name a snapshot holding the files.

