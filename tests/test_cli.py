@@ -11,6 +11,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import time
 from collections.abc import Iterator
@@ -407,6 +408,31 @@ def test_demo_lite0_beats_its_random_twin_and_pixels_offline(
         assert pretrained > board.loc["tf_efficientnet_lite0@random", metric], metric
         assert pretrained > board.loc["pixels", metric], metric
     assert _table_models(out)[0] == "tf_efficientnet_lite0"
+
+
+def test_demo_reuses_one_sample_in_the_cache_and_leaves_no_temporary_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    cache = tmp_path / "cache"
+    argv = ["demo", "--models", "pixels", "--cache-dir", str(cache)]
+    argv += ["--offline", "--resamples", "100"]
+
+    assert main(argv) == 0
+    first = capsys.readouterr().err
+    assert main(argv) == 0
+    second = capsys.readouterr().err
+
+    assert list(temporary.iterdir()) == []
+    (sample,) = [p for p in cache.iterdir() if p.name.startswith("demo-digits-")]
+    assert f"digits sample written to {sample / 'splits'}" in first
+    assert f"digits sample reused from {sample / 'splits'}" in second
+    assert f"saved to {sample / 'run'}" in second
+    assert "read back from an earlier run or the cache, not run again: pixels" in second
+    assert not [p for p in cache.iterdir() if p.name.startswith(".demo-digits-")]
+    assert main(["report", str(sample / "run")]) == 0
 
 
 # the console script

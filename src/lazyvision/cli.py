@@ -9,6 +9,7 @@ stdout goes away (``lazyvision models | head``), 1 for anything unexpected.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import gc
 import importlib
@@ -17,6 +18,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -145,7 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     rank.set_defaults(handler=_rank, modules=_RUN_MODULES)
 
     demo = commands.add_parser("demo", help="rank the packaged backbones on digits")
-    demo.add_argument("--data-dir", help="where to write the sample (default: temp)")
+    demo.add_argument(
+        "--data-dir",
+        help="where to write the sample (default: a folder in the cache that every "
+        "demo reuses, with its run folder)",
+    )
     _add_run_options(demo, models_default="demo")
     demo.set_defaults(handler=_demo, modules=_RUN_MODULES)
 
@@ -379,14 +385,50 @@ def _rank(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from lazyvision.cache import default_cache_dir
     from lazyvision.sample import write_digits_sample
 
-    folder = Path(args.data_dir or tempfile.mkdtemp(prefix="lazyvision-digits-"))
-    splits = write_digits_sample(folder)
-    print(f"digits sample written to {splits}", file=sys.stderr)
+    if args.data_dir:
+        folder = Path(args.data_dir)
+        splits = write_digits_sample(folder)
+        print(f"digits sample written to {splits}", file=sys.stderr)
+    else:
+        cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+        folder = cache / f"demo-digits-{__version__}"
+        splits = _demo_sample(folder)
     if args.output is None:
         args.output = str(folder / "run")
     return _run_rank(args, str(splits))
+
+
+def _demo_sample(folder: Path) -> Path:
+    """The digits sample in ``folder``, written by the first demo and reused after.
+
+    The sample is the same on every call, so one copy serves every demo (and its
+    run folder resumes) instead of a new temporary folder each time. It is
+    written next to ``folder`` and renamed into place, so a half-written sample
+    is never taken for a whole one.
+    """
+    from lazyvision.sample import write_digits_sample
+
+    splits = folder / "splits"
+    if (splits / "test.csv").is_file():
+        print(f"digits sample reused from {splits}", file=sys.stderr)
+        return splits
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        write_digits_sample(partial)
+        # Fails when another demo renamed its copy first, or a folder without
+        # the sample (a run folder left behind, say) is in the way.
+        with contextlib.suppress(OSError):
+            partial.rename(folder)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    if not (splits / "test.csv").is_file():
+        write_digits_sample(folder)
+    print(f"digits sample written to {splits}", file=sys.stderr)
+    return splits
 
 
 def _run_rank(args: argparse.Namespace, data: str) -> int:
