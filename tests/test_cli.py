@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import termios
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -522,6 +523,7 @@ def test_ctrl_c_keeps_what_finished_and_the_rerun_resumes(
 
     assert process.returncode == 130, err
     assert _table_models(out) == ["pixels"]
+    assert f"interrupted; 1 finished backbone is saved in {run}: pixels." in err
     assert f"--output {run}" in err
     assert "resume" in err
     assert not (run / "models" / "test_resnet_random" / "row.json").exists()
@@ -536,3 +538,75 @@ def test_ctrl_c_keeps_what_finished_and_the_rerun_resumes(
     assert (board["status"] == "ok").all()
     assert board.loc["pixels", "num_computed"] == 0
     assert board.loc["test_resnet@random", "num_computed"] == 120
+
+
+# Ctrl-C at a chosen point: the script presses it itself, at the first call of the
+# function named by INTERRUPT_AT.
+_INTERRUPT_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from lazyvision import cli, runner
+    from lazyvision.cache import FeatureStore
+
+    owner, name = {
+        "scan": (runner, "_scan"),
+        "chunk": (FeatureStore, "write_chunk"),
+    }[os.environ["INTERRUPT_AT"]]
+    original = getattr(owner, name)
+
+    def interrupt(*args, **kwargs):
+        original(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(60)  # the KeyboardInterrupt comes first
+
+    setattr(owner, name, interrupt)
+    sys.exit(cli.main(sys.argv[1:]))
+    """
+)
+
+
+def _interrupted_run(
+    arguments: list[str], where: str, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "interrupt.py"
+    script.write_text(_INTERRUPT_SCRIPT)
+    return subprocess.run(
+        [sys.executable, str(script), *arguments],
+        env={**os.environ, "INTERRUPT_AT": where},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_default_sigint,
+    )
+
+
+@pytest.mark.parametrize("where", ["scan", "chunk"])
+def test_ctrl_c_before_any_backbone_finished_says_so_and_report_explains(
+    tmp_path: Path,
+    splits: Path,
+    where: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = tmp_path / "run"
+    arguments = _rank(splits, run, tmp_path / "cache")
+
+    done = _interrupted_run(arguments, where, tmp_path)
+
+    assert done.returncode == 130, done.stderr
+    assert done.stdout == ""
+    assert "interrupted before any backbone finished" in done.stderr
+    assert "saved" not in done.stderr
+    assert f"--output {run} to resume" in done.stderr
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "interrupted" and info["finished"] is None
+    assert info["source_path"] == str(splits.resolve())
+
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "interrupted (Ctrl-C) before any backbone finished" in err
+    assert f"--output {run}" in err
+    assert not (run / "report.html").exists()
+
+    assert main([*arguments, "--report"]) == 0
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+    assert (run / "report.html").is_file()

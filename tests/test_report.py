@@ -442,6 +442,24 @@ def test_folder_without_rows_is_an_error(tmp_path: Path) -> None:
         write_report(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        ("interrupted", r"interrupted \(Ctrl-C\) before any backbone finished"),
+        ("running", r"has not finished a backbone: it is still running"),
+    ],
+)
+def test_folder_of_a_run_stopped_before_any_backbone_says_so(
+    tmp_path: Path, status: str, message: str
+) -> None:
+    info = {"classes": ["a", "b"], "status": status}
+    (tmp_path / "run.json").write_text(json.dumps(info))
+    (tmp_path / "leaderboard.json").write_text("[]")
+
+    with pytest.raises(DataError, match=message + rf".*--output {tmp_path}"):
+        write_report(tmp_path)
+
+
 def _edit_leaderboard(run_dir: Path, **changes: dict[str, Any]) -> None:
     path = run_dir / "leaderboard.json"
     rows = json.loads(path.read_text())

@@ -101,6 +101,7 @@ def test_run_folder_holds_leaderboard_and_predictions(
     )
     info = json.loads((run / "run.json").read_text())
     assert info["classes"] == [str(d) for d in range(10)]
+    assert info["status"] == "finished" and info["finished"] >= info["started"]
     for spec in TINY:
         folder = run / "models" / spec.replace("@", "_")
         predictions = pd.read_csv(folder / "predictions.csv", dtype={"label": str})

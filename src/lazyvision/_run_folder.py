@@ -14,7 +14,7 @@ import pandas as pd
 
 from lazyvision._html import to_number
 from lazyvision.errors import DataError
-from lazyvision.leaderboard import DEFAULT_SORT, apply_limits, sort_rows
+from lazyvision.leaderboard import DEFAULT_SORT, INTERRUPTED, apply_limits, sort_rows
 from lazyvision.metrics import LOWER_IS_BETTER, METRICS
 
 logger = logging.getLogger(__name__)
@@ -101,11 +101,8 @@ def load_run(run_dir: Path) -> RunFolder:
         rows = [row for row in board if isinstance(row, dict)]
     if not rows:
         rows = model_rows
-    if not rows:
-        raise DataError(
-            f"run folder {str(run_dir)!r} has no rows: leaderboard.json is missing or "
-            "empty and there is no models/*/row.json; run `lazyvision rank` first"
-        )
+    if not any(row.get("status") != INTERRUPTED for row in rows):
+        raise DataError(_no_rows_message(run_dir, info.get("status")))
 
     classes = tuple(str(name) for name in info.get("classes") or ())
     positive = info.get("positive_label")
@@ -131,6 +128,26 @@ def load_run(run_dir: Path) -> RunFolder:
         sort_key=sort_key,
         split=split,
         metric=metric,
+    )
+
+
+def _no_rows_message(run_dir: Path, status: object) -> str:
+    """Why a run folder has nothing to report, by the status run.json records."""
+    folder = str(run_dir)
+    resume = f"run the same `lazyvision rank` command with --output {folder} to resume"
+    if status == INTERRUPTED:
+        return (
+            f"the run in {folder!r} was interrupted (Ctrl-C) before any backbone "
+            f"finished, so there is nothing to report; {resume}"
+        )
+    if status == "running":
+        return (
+            f"the run in {folder!r} has not finished a backbone: it is still "
+            f"running, or was stopped before one finished; {resume}"
+        )
+    return (
+        f"run folder {folder!r} has no rows: leaderboard.json is missing or "
+        "empty and there is no models/*/row.json; run `lazyvision rank` first"
     )
 
 

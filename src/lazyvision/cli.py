@@ -613,15 +613,27 @@ def _print_interrupted(interrupt: KeyboardInterrupt) -> None:
 
     board = getattr(interrupt, "leaderboard", None)
     run_dir = getattr(interrupt, "run_dir", None)
-    if board is not None and len(board):
+    finished = getattr(interrupt, "finished", ())
+    if board is not None and finished:
         rows = board.to_dict(orient="records")
         print(format_leaderboard(rows, sort_metric="val_balanced_accuracy"))
-    print("\ninterrupted; finished backbones are saved.", file=sys.stderr)
-    if run_dir is not None:
+    if run_dir is None:
+        print("\ninterrupted.", file=sys.stderr)
+        return
+    if finished:
         print(
-            f"Run the same command again with --output {run_dir} to resume.",
+            f"\ninterrupted; {len(finished)} finished "
+            f"{'backbone is' if len(finished) == 1 else 'backbones are'} saved in "
+            f"{run_dir}: {', '.join(finished)}.",
             file=sys.stderr,
         )
+    else:
+        # Not "nothing is saved": an earlier run's results may be in the folder.
+        print("\ninterrupted before any backbone finished.", file=sys.stderr)
+    print(
+        f"Run the same command again with --output {run_dir} to resume.",
+        file=sys.stderr,
+    )
 
 
 def _configure_logging(verbosity: int) -> None:

@@ -155,6 +155,8 @@ UNKNOWN_TIE_MARK = "?"
 PARETO_MARK = "*"
 SINGLE_CLASS_MARK = "!"
 EXCLUDED = "excluded"
+#: The status of a backbone that Ctrl-C stopped, or kept from starting.
+INTERRUPTED = "interrupted"
 
 
 def sort_rows(rows: Sequence[RowT], *, metric: str) -> list[RowT]:

@@ -76,6 +76,7 @@ from lazyvision.features import (
 from lazyvision.images import DEFAULT_MAX_PIXELS, ImageInfo, file_digest
 from lazyvision.leaderboard import (
     DEFAULT_SORT,
+    INTERRUPTED,
     apply_limits,
     mark_pareto,
     mark_ties,
@@ -734,13 +735,19 @@ class RunInterrupted(KeyboardInterrupt):
 
     Attributes:
         leaderboard: The rows finished before the interrupt.
-        run_dir: Where they were saved.
+        run_dir: Where they were saved; its run.json has status "interrupted".
+        finished: The backbones whose results are saved, in leaderboard order;
+            empty when none finished.
     """
 
     def __init__(self, leaderboard: pd.DataFrame, run_dir: Path) -> None:
         super().__init__("interrupted")
         self.leaderboard = leaderboard
         self.run_dir = run_dir
+        rows = leaderboard.to_dict(orient="records")
+        self.finished = tuple(
+            str(row["model"]) for row in rows if row.get("status") != INTERRUPTED
+        )
 
 
 def rank(
@@ -793,7 +800,7 @@ def rank(
         >>> board[["model", "val_balanced_accuracy"]]  # doctest: +SKIP
     """
     started = time.monotonic()
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started_at = _now()
     if max_seconds is not None and not max_seconds > 0:
         raise DataError(
             f"max_seconds (--max-seconds) must be a positive number of seconds, "
@@ -839,6 +846,7 @@ def rank(
     )
     evaluations: dict[str, Evaluation] = {}
     manifest: Manifest | None = None
+    run_info: dict[str, Any] | None = None
     # The objects that exist before the run (torch, timm and pandas loaded: about
     # 400,000 of them) stay out of its full garbage collections, 0.15 s a pass.
     gc.freeze()
@@ -862,7 +870,15 @@ def rank(
             val_drawn=val_drawn,
         )
         store.sources = {e.digest: Path(e.path) for e in manifest.entries}
-        run_info = _run_info(dataset, manifest, sort, settings, started_at, specs)
+        run_info = _run_info(
+            dataset,
+            manifest.classes,
+            manifest.positive_label,
+            sort,
+            settings,
+            started_at,
+            specs,
+        )
         write_json_atomic(run_dir / "run.json", _clean(run_info))
         _evaluate_all(
             specs,
@@ -877,14 +893,34 @@ def rank(
         )
     except KeyboardInterrupt:
         board = _finish(run_dir, evaluations, sort, manifest, settings)
+        # Stopped while the images were read, a rerun leaves an earlier run's
+        # run.json as it was; a first run records that it was interrupted.
+        if run_info is None and not (run_dir / "run.json").exists():
+            run_info = _run_info(
+                dataset,
+                tuple(dataset.classes),
+                settings.positive_label,
+                sort,
+                settings,
+                started_at,
+                specs,
+            )
+        if run_info is not None:
+            run_info["status"] = INTERRUPTED
+            run_info[INTERRUPTED] = _now()
+            write_json_atomic(run_dir / "run.json", _clean(run_info))
         raise RunInterrupted(board, run_dir) from None
     finally:
         store.close()
         gc.unfreeze()
     board = _finish(run_dir, evaluations, sort, manifest, settings)
-    run_info["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    run_info.update(status="finished", finished=_now())
     write_json_atomic(run_dir / "run.json", _clean(run_info))
     return board
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _check_run_dir_holds(run_dir: Path, dataset: Dataset) -> None:
@@ -1136,7 +1172,11 @@ def _finish(
     manifest: Manifest | None,
     settings: Settings,
 ) -> pd.DataFrame:
-    """Applies the limits, marks ties and the front, sorts, writes the leaderboard."""
+    """Applies the limits, marks ties and the front, sorts, writes the leaderboard.
+
+    Without a manifest (Ctrl-C while the images were read) nothing is written:
+    no backbone ran, and the folder's files are still an earlier run's, if any.
+    """
     rows = [dict(e.row) for e in evaluations.values()]
     apply_limits(
         rows, max_latency_ms=settings.max_latency_ms, max_params=settings.max_params
@@ -1169,20 +1209,25 @@ def _finish(
         mark_pareto(rows, quality=metric)
     rows = sort_rows(rows, metric=sort)
     frame = pd.DataFrame(rows)
-    write_atomic(run_dir / "leaderboard.csv", frame.to_csv(index=False).encode())
-    write_json_atomic(run_dir / "leaderboard.json", _clean(rows))
+    if manifest is not None:
+        csv = frame.to_csv(index=False).encode()
+        write_atomic(run_dir / "leaderboard.csv", csv)
+        write_json_atomic(run_dir / "leaderboard.json", _clean(rows))
     frame.attrs["run_dir"] = str(run_dir)
     return frame
 
 
 def _run_info(
     dataset: Dataset,
-    manifest: Manifest,
+    classes: Sequence[str],
+    positive_label: str | None,
     sort: str,
     settings: Settings,
     started_at: str,
     specs: Sequence[str],
 ) -> dict[str, Any]:
+    """What run.json records; its status is "running" until the run ends, when
+    it becomes "finished" or "interrupted" (Ctrl-C)."""
     import timm
 
     device = resolve_device(settings.device)
@@ -1190,8 +1235,8 @@ def _run_info(
         "source": dataset.source,
         "source_path": str(Path(dataset.source).resolve()),
         "layout": dataset.layout,
-        "classes": list(manifest.classes),
-        "positive_label": manifest.positive_label,
+        "classes": list(classes),
+        "positive_label": positive_label,
         "sort_metric": sort,
         "models": list(specs),
         "settings": {
@@ -1211,6 +1256,7 @@ def _run_info(
             "platform": platform.platform(),
         },
         "notes": list(dataset.notes),
+        "status": "running",
         "started": started_at,
         "finished": None,
     }
