@@ -522,7 +522,13 @@ def test_ctrl_c_keeps_what_finished_and_the_rerun_resumes(
     out, err = process.communicate(timeout=300)
 
     assert process.returncode == 130, err
-    assert _table_models(out) == ["pixels"]
+    # What never finished is listed too, below the ranked rows.
+    assert _table_models(out) == [
+        "pixels",
+        "test_efficientnet@random",
+        "test_resnet@random",
+    ]
+    assert "test_resnet@random        interrupted: not started" in out
     assert f"interrupted; 1 finished backbone is saved in {run}: pixels." in err
     assert f"--output {run}" in err
     assert "resume" in err
@@ -540,8 +546,8 @@ def test_ctrl_c_keeps_what_finished_and_the_rerun_resumes(
     assert board.loc["test_resnet@random", "num_computed"] == 120
 
 
-# Ctrl-C at a chosen point: the script presses it itself, at the first call of the
-# function named by INTERRUPT_AT.
+# Ctrl-C at a chosen point: the script presses it itself, once the function named
+# by INTERRUPT_AT has returned INTERRUPT_AFTER times.
 _INTERRUPT_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys, time
@@ -553,11 +559,15 @@ _INTERRUPT_SCRIPT = textwrap.dedent(
         "chunk": (FeatureStore, "write_chunk"),
     }[os.environ["INTERRUPT_AT"]]
     original = getattr(owner, name)
+    calls = []
 
     def interrupt(*args, **kwargs):
-        original(*args, **kwargs)
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(60)  # the KeyboardInterrupt comes first
+        result = original(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == int(os.environ["INTERRUPT_AFTER"]):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(60)  # the KeyboardInterrupt comes first
+        return result
 
     setattr(owner, name, interrupt)
     sys.exit(cli.main(sys.argv[1:]))
@@ -566,13 +576,13 @@ _INTERRUPT_SCRIPT = textwrap.dedent(
 
 
 def _interrupted_run(
-    arguments: list[str], where: str, tmp_path: Path
+    arguments: list[str], where: str, tmp_path: Path, *, after: int = 1
 ) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "interrupt.py"
     script.write_text(_INTERRUPT_SCRIPT)
     return subprocess.run(
         [sys.executable, str(script), *arguments],
-        env={**os.environ, "INTERRUPT_AT": where},
+        env={**os.environ, "INTERRUPT_AT": where, "INTERRUPT_AFTER": str(after)},
         capture_output=True,
         text=True,
         timeout=300,
@@ -600,6 +610,12 @@ def test_ctrl_c_before_any_backbone_finished_says_so_and_report_explains(
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "interrupted" and info["finished"] is None
     assert info["source_path"] == str(splits.resolve())
+    if where == "chunk":  # pixels was running; test_resnet@random never started
+        rows = json.loads((run / "leaderboard.json").read_text())
+        assert [(row["model"], row["status"], row["reason"][:12]) for row in rows] == [
+            ("pixels", "interrupted", "stopped by C"),
+            ("test_resnet@random", "interrupted", "not started:"),
+        ]
 
     assert main(["report", str(run)]) == 2
     err = capsys.readouterr().err
@@ -610,3 +626,34 @@ def test_ctrl_c_before_any_backbone_finished_says_so_and_report_explains(
     assert main([*arguments, "--report"]) == 0
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
     assert (run / "report.html").is_file()
+
+
+def test_ctrl_c_prints_the_leaderboard_in_the_asked_order_with_what_never_ran(
+    tmp_path: Path, splits: Path
+) -> None:
+    run = tmp_path / "run"
+    arguments = _rank(splits, run, tmp_path / "cache", "--sort", "val_log_loss")
+    models = "pixels,test_resnet@random,test_efficientnet@random"
+    arguments[arguments.index(TINY)] = models
+
+    # One chunk of embeddings a backbone: stopped while the third one runs.
+    done = _interrupted_run(arguments, "chunk", tmp_path, after=3)
+
+    assert done.returncode == 130, done.stderr
+    saved = json.loads((run / "leaderboard.json").read_text())
+    assert done.stdout == format_leaderboard(saved, sort_metric="val_log_loss") + "\n"
+    assert "log-loss" in done.stdout.splitlines()[1]
+    finished = [row["model"] for row in saved if row["status"] == "ok"]
+    losses = [row["val_log_loss"] for row in saved if row["status"] == "ok"]
+    assert sorted(finished) == ["pixels", "test_resnet@random"]
+    assert losses == sorted(losses)
+    assert _table_models(done.stdout) == [*finished, "test_efficientnet@random"]
+    assert "test_efficientnet@random  interrupted: stopped by Ctrl-C while " in (
+        done.stdout
+    )
+    assert f"2 finished backbones are saved in {run}: {', '.join(finished)}." in (
+        done.stderr
+    )
+    assert main(["report", str(run)]) == 0
+    html = (run / "report.html").read_text()
+    assert "2 ranked of 3, 1 interrupted" in html

@@ -434,7 +434,7 @@ def _demo_sample(folder: Path) -> Path:
 def _run_rank(args: argparse.Namespace, data: str) -> int:
     from lazyvision.backbones import DEMO_MODELS
     from lazyvision.leaderboard import format_leaderboard
-    from lazyvision.runner import rank
+    from lazyvision.runner import RunInterrupted, rank
 
     models: list[str] | None = None
     if args.models == "demo":
@@ -464,6 +464,12 @@ def _run_rank(args: argparse.Namespace, data: str) -> int:
             image_root=args.image_root,
             on_model_start=bars.start,
         )
+    except RunInterrupted as interrupt:
+        bars.close()
+        if interrupt.finished:
+            rows = interrupt.leaderboard.to_dict(orient="records")
+            print(format_leaderboard(rows, sort_metric=args.sort, wide=args.wide))
+        raise  # main says what was saved
     finally:
         bars.close()
     rows = board.to_dict(orient="records")
@@ -609,14 +615,9 @@ class _ProgressBars:
 
 
 def _print_interrupted(interrupt: KeyboardInterrupt) -> None:
-    from lazyvision.leaderboard import format_leaderboard
-
-    board = getattr(interrupt, "leaderboard", None)
+    """What Ctrl-C saved; a run's leaderboard is printed where it is caught."""
     run_dir = getattr(interrupt, "run_dir", None)
     finished = getattr(interrupt, "finished", ())
-    if board is not None and finished:
-        rows = board.to_dict(orient="records")
-        print(format_leaderboard(rows, sort_metric="val_balanced_accuracy"))
     if run_dir is None:
         print("\ninterrupted.", file=sys.stderr)
         return

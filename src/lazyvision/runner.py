@@ -734,7 +734,9 @@ class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during :func:`rank`; the finished part of the run is saved.
 
     Attributes:
-        leaderboard: The rows finished before the interrupt.
+        leaderboard: The run's rows, sorted as a finished run's: those finished
+            before the interrupt, then the backbone it stopped and those it kept
+            from starting, with status "interrupted" and the reason.
         run_dir: Where they were saved; its run.json has status "interrupted".
         finished: The backbones whose results are saved, in leaderboard order;
             empty when none finished.
@@ -892,6 +894,11 @@ def rank(
             into=evaluations,
         )
     except KeyboardInterrupt:
+        for spec in specs:
+            if spec not in evaluations:
+                reason = "not started: the run was interrupted (Ctrl-C)"
+                row = failed_row(spec, INTERRUPTED, reason)
+                evaluations[spec] = Evaluation(row, None)
         board = _finish(run_dir, evaluations, sort, manifest, settings)
         # Stopped while the images were read, a rerun leaves an earlier run's
         # run.json as it was; a first run records that it was interrupted.
@@ -1119,15 +1126,20 @@ def _evaluate_all(
         progress = (
             on_model_start(spec, len(manifest.entries)) if on_model_start else None
         )
-        evaluation = evaluate_backbone(
-            spec,
-            manifest,
-            cache_dir=cache_dir,
-            settings=settings,
-            pixels=store,
-            deadline=deadline,
-            progress=progress,
-        )
+        try:
+            evaluation = evaluate_backbone(
+                spec,
+                manifest,
+                cache_dir=cache_dir,
+                settings=settings,
+                pixels=store,
+                deadline=deadline,
+                progress=progress,
+            )
+        except KeyboardInterrupt:
+            reason = "stopped by Ctrl-C while running; a rerun resumes it"
+            into[spec] = Evaluation(failed_row(spec, INTERRUPTED, reason), None)
+            raise
         _save_evaluation(folder, key, evaluation)
         into[spec] = evaluation
         row = evaluation.row
