@@ -197,6 +197,34 @@ def test_sort_by_log_loss_is_ascending(
     assert "log-loss" in out.splitlines()[1]
 
 
+def test_a_rerun_with_other_models_lists_the_earlier_ones_and_says_so(
+    tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    argv = _rank(splits, run, cache)
+    argv[argv.index(TINY)] = "pixels"
+    assert main(argv) == 0
+    capsys.readouterr()
+
+    argv[argv.index("pixels")] = "test_resnet@random"
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert sorted(_table_models(out)) == ["pixels", "test_resnet@random"]
+    assert f"note: also ranked, finished in {run} by an earlier run on the same " in err
+    assert "settings: pixels\n" in err
+    reused = [line for line in err.splitlines() if "not run again" in line]
+    assert not any("pixels" in line for line in reused)  # that note is for --models
+    assert len(pd.read_csv(run / "leaderboard.csv")) == 2
+
+    assert main([*argv, "--resamples", "200"]) == 0
+    out, err = capsys.readouterr()
+    assert _table_models(out) == ["test_resnet@random"]
+    assert (
+        f"note: {run / 'models'} also holds backbones this leaderboard leaves out: "
+        "pixels (other data or settings); name them in --models to run them again"
+    ) in err
+
+
 def test_unknown_sort_column_is_a_usage_error_with_suggestions(
     tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

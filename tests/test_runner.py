@@ -167,6 +167,45 @@ def test_broken_checkpoint_becomes_a_row(tmp_path: Path, digits_splits: Path) ->
     assert rows.loc["pixels", "status"] == "ok"
 
 
+def test_a_rerun_with_other_models_keeps_the_earlier_backbones_ranked(
+    tmp_path: Path, digits_splits: Path
+) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    run = tmp_path / "run"
+    bad = tmp_path / "bad.safetensors"
+    save_file({"conv1.weight": torch.zeros(3, 3)}, bad)
+    failing = dataclasses.replace(FAST, weights={"test_resnet": bad})
+    rank(digits_splits, models=["pixels", "test_resnet"], output=run, settings=failing)
+
+    board = rank(
+        digits_splits, models=["test_resnet@random"], output=run, settings=FAST
+    )
+
+    assert sorted(board["model"]) == ["pixels", "test_resnet@random"]
+    assert (board["status"] == "ok").all()
+    assert board.set_index("model").loc["pixels", "num_computed"] == 0
+    scores = board["val_balanced_accuracy"].tolist()
+    assert scores == sorted(scores, reverse=True)
+    assert board.attrs["earlier_models"] == ["pixels"]
+    assert board.attrs["left_out_models"] == ["test_resnet (failed)"]
+    saved = json.loads((run / "leaderboard.json").read_text())
+    assert [row["model"] for row in saved] == list(board["model"])
+
+    # Scored with another seed, pixels is not comparable: named, not ranked.
+    reseeded = dataclasses.replace(FAST, seed=1)
+    again = rank(
+        digits_splits, models=["test_resnet@random"], output=run, settings=reseeded
+    )
+    assert list(again["model"]) == ["test_resnet@random"]
+    assert again.attrs["earlier_models"] == []
+    assert again.attrs["left_out_models"] == [
+        "pixels (other data or settings)",
+        "test_resnet (failed)",
+    ]
+
+
 def test_tiny_budget_times_out(tmp_path: Path, digits_splits: Path) -> None:
     settings = Settings(num_resamples=0, num_workers=0, max_seconds_per_model=1e-4)
     board = rank(

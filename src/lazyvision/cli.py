@@ -475,8 +475,12 @@ def _run_rank(args: argparse.Namespace, data: str) -> int:
     rows = board.to_dict(orient="records")
     print(format_leaderboard(rows, sort_metric=args.sort, wide=args.wide))
     run_dir = Path(board.attrs["run_dir"])
+    earlier = list(board.attrs.get("earlier_models", []))
+    own = [row for row in rows if row.get("model") not in earlier]
+    left_out = list(board.attrs.get("left_out_models", []))
     print(file=sys.stderr)
-    for note in _run_notes(run_dir) + _reuse_notes(rows):
+    notes = _run_notes(run_dir) + _reuse_notes(own)
+    for note in notes + _folder_notes(run_dir, earlier, left_out):
         print(f"note: {note}", file=sys.stderr)
     print(f"saved to {run_dir}", file=sys.stderr)
     if args.report:
@@ -509,6 +513,22 @@ def _reuse_notes(rows: Sequence[Mapping[Hashable, Any]]) -> list[str]:
         "read back from an earlier run or the cache, not run again: "
         f"{', '.join(reused)} ({len(reused)} of {len(rows)})"
     ]
+
+
+def _folder_notes(run_dir: Path, earlier: list[str], left_out: list[str]) -> list[str]:
+    """Which backbones of earlier runs in the folder are ranked, and which not."""
+    notes = []
+    if earlier:
+        notes.append(
+            f"also ranked, finished in {run_dir} by an earlier run on the same data "
+            f"and settings: {', '.join(earlier)}"
+        )
+    if left_out:
+        notes.append(
+            f"{run_dir / 'models'} also holds backbones this leaderboard leaves "
+            f"out: {', '.join(left_out)}; name them in --models to run them again"
+        )
+    return notes
 
 
 def _check(args: argparse.Namespace) -> int:

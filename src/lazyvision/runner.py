@@ -22,7 +22,7 @@ import os
 import platform
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -774,7 +774,8 @@ def rank(
         data: A folder of split CSVs, one CSV with a split column, a class-folder
             root, or a loaded :class:`~lazyvision.data.Dataset`.
         models: Backbone specs; by default ``backbones.DEFAULT_MODELS``.
-        output: The run folder; rerunning on the same folder resumes.
+        output: The run folder; rerunning on the same folder resumes, and its
+            leaderboard keeps the backbones earlier calls finished there.
         cache_dir: Embedding cache; defaults to ``$LAZYVISION_CACHE`` or the user's
             cache folder.
         sort: The leaderboard column to sort by.
@@ -790,7 +791,12 @@ def rank(
             may return a progress callback.
 
     Returns:
-        The leaderboard, sorted; ``.attrs["run_dir"]`` is the run folder.
+        The leaderboard, sorted: the backbones of ``models``, and those earlier
+        calls finished in the run folder on the same images, labels and
+        settings. ``.attrs["run_dir"]`` is the run folder;
+        ``.attrs["earlier_models"]`` names the backbones from earlier calls and
+        ``.attrs["left_out_models"]`` those the folder holds but the ranking
+        leaves out, each with why: scored on other data or settings, or failed.
 
     Raises:
         DataError: The data cannot be used (the message lists every problem), or
@@ -894,12 +900,16 @@ def rank(
             into=evaluations,
         )
     except KeyboardInterrupt:
+        earlier = _Earlier()
+        if manifest is not None:
+            earlier = _read_earlier(run_dir, specs, manifest, settings, evaluations)
         for spec in specs:
-            if spec not in evaluations:
+            if spec not in evaluations and spec not in earlier.found:
                 reason = "not started: the run was interrupted (Ctrl-C)"
                 row = failed_row(spec, INTERRUPTED, reason)
                 evaluations[spec] = Evaluation(row, None)
-        board = _finish(run_dir, evaluations, sort, manifest, settings)
+        board = _finish(run_dir, evaluations | earlier.found, sort, manifest, settings)
+        earlier.describe(board, specs)
         # Stopped while the images were read, a rerun leaves an earlier run's
         # run.json as it was; a first run records that it was interrupted.
         if run_info is None and not (run_dir / "run.json").exists():
@@ -920,7 +930,9 @@ def rank(
     finally:
         store.close()
         gc.unfreeze()
-    board = _finish(run_dir, evaluations, sort, manifest, settings)
+    earlier = _read_earlier(run_dir, specs, manifest, settings, evaluations)
+    board = _finish(run_dir, evaluations | earlier.found, sort, manifest, settings)
+    earlier.describe(board, specs)
     run_info.update(status="finished", finished=_now())
     write_json_atomic(run_dir / "run.json", _clean(run_info))
     return board
@@ -1149,6 +1161,64 @@ def _evaluate_all(
                 spec,
                 row.get("val_balanced_accuracy") or float("nan"),
             )
+
+
+@dataclass
+class _Earlier:
+    """What earlier calls left in a run folder, beyond this call's results."""
+
+    found: dict[str, Evaluation] = field(default_factory=dict)
+    left_out: list[str] = field(default_factory=list)
+
+    def describe(self, board: pd.DataFrame, specs: Sequence[str]) -> None:
+        """Names them in the board's attrs: which joined it, which did not."""
+        board.attrs["earlier_models"] = [s for s in self.found if s not in specs]
+        board.attrs["left_out_models"] = list(self.left_out)
+
+
+def _read_earlier(
+    run_dir: Path,
+    specs: Sequence[str],
+    manifest: Manifest,
+    settings: Settings,
+    evaluated: Collection[str],
+) -> _Earlier:
+    """The finished results in the run folder that belong in its leaderboard.
+
+    A run folder accumulates: a rerun with other ``models`` ranks its backbones
+    with every one an earlier call finished there on the same images, labels and
+    settings (the result key matches). A backbone of this call that Ctrl-C kept
+    from starting is read back too, if it finished earlier. Results under other
+    settings or data, and earlier failures (retried only when named again), stay
+    out of the ranking and are named in ``left_out``.
+    """
+    earlier = _Earlier()
+    skipped = {safe_name(spec) for spec in evaluated}
+    own = {safe_name(spec) for spec in specs}
+    for folder in sorted((run_dir / "models").glob("*/")):
+        if folder.name in skipped:
+            continue
+        row = _read_row(folder / "row.json")
+        model = None if row is None else row.get("model")
+        if isinstance(model, str):
+            finished = _read_finished(folder, result_key(model, manifest, settings))
+            if finished is not None:
+                earlier.found[model] = finished
+            elif folder.name not in own:
+                earlier.left_out.append(f"{model} (other data or settings)")
+            continue
+        failed = _read_row(folder / "failed.json")
+        if failed is not None and folder.name not in own:
+            earlier.left_out.append(f"{failed.get('model') or folder.name} (failed)")
+    return earlier
+
+
+def _read_row(path: Path) -> dict[str, Any] | None:
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return row if isinstance(row, dict) else None
 
 
 def _save_evaluation(folder: Path, key: str, evaluation: Evaluation) -> None:
