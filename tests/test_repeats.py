@@ -11,11 +11,13 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from lazyvision import runner
+from lazyvision import evaluation
 from lazyvision.cli import main
 from lazyvision.errors import DataError
+from lazyvision.evaluation import redraw_val
 from lazyvision.metrics import METRICS
-from lazyvision.runner import Settings, rank, redraw_val
+from lazyvision.runner import rank
+from lazyvision.settings import Settings
 
 NUM_PER_CLASS = 10
 MODELS = ["pixels", "test_resnet@random"]
@@ -40,14 +42,14 @@ def test_repeats_summarise_val_metrics_from_one_extraction(
     tmp_path: Path, train_only: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     extractions: list[int] = []
-    original = runner.extract_features
+    original = evaluation.extract_features
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         extraction = original(*args, **kwargs)
         extractions.append(extraction.num_computed)
         return extraction
 
-    monkeypatch.setattr(runner, "extract_features", counting)
+    monkeypatch.setattr(evaluation, "extract_features", counting)
     settings = Settings(num_repeats=3, num_resamples=0, num_workers=0)
     board = rank(train_only, models=MODELS, output=tmp_path / "run", settings=settings)
 

@@ -16,9 +16,9 @@ __version__ = "0.1.0"
 # that `import lazyvision` (and the CLI's --help) does not pay for torch.
 _EXPORTS = {
     "rank": "lazyvision.runner",
-    "evaluate_backbone": "lazyvision.runner",
-    "Settings": "lazyvision.runner",
-    "Manifest": "lazyvision.runner",
+    "evaluate_backbone": "lazyvision.evaluation",
+    "Settings": "lazyvision.settings",
+    "Manifest": "lazyvision.evaluation",
     "RunInterrupted": "lazyvision.runner",
     "load_dataset": "lazyvision.data",
     "Dataset": "lazyvision.data",
@@ -96,19 +96,15 @@ if TYPE_CHECKING:
         UnsafeCheckpointError,
         WeightsError,
     )
+    from lazyvision.evaluation import Manifest, evaluate_backbone
     from lazyvision.images import decode_image
     from lazyvision.leaderboard import format_leaderboard
     from lazyvision.metrics import compute_metrics
     from lazyvision.probe import fit_probe
     from lazyvision.report import write_report
-    from lazyvision.runner import (
-        Manifest,
-        RunInterrupted,
-        Settings,
-        evaluate_backbone,
-        rank,
-    )
+    from lazyvision.runner import RunInterrupted, rank
     from lazyvision.sample import write_digits_sample
+    from lazyvision.settings import Settings
 
 
 def __getattr__(name: str) -> Any:

@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import secrets
 import sqlite3
@@ -311,3 +312,16 @@ class ResultStore:
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         write_json_atomic(self.folder / f"{key}.json", value)
+
+
+def json_safe(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become None, numpy scalars plain numbers."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -298,7 +298,7 @@ def _add_run_options(
 
 
 def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from lazyvision.runner import Settings
+    from lazyvision.settings import Settings
 
     weights = {}
     for item in args.weights:
