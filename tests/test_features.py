@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +126,16 @@ def test_extraction_is_cached_and_reused(tmp_path: Path, photo: Path) -> None:
     assert set(FeatureStore(tmp_path / "cache" / "features" / key).load()) == set(
         digests
     )
+    # Its speed is timed after the first batch of 2: over the other 3 images.
+    speed = json.loads(
+        (tmp_path / "cache" / "features" / key / "speed.json").read_text()
+    )
+    assert speed["timed_images"] == 3
+    assert (
+        first.images_per_second
+        == again.images_per_second
+        == pytest.approx(speed["images_per_second"])
+    )
 
 
 def test_precision_choices() -> None:
@@ -147,3 +158,16 @@ def test_remembered_speed_is_the_one_measured_on_the_most_images(
     assert _remember_speed(tmp_path, 0, 0.0) == 100.0
     assert _remember_speed(tmp_path, 400, 2.0) == 200.0
     assert _remember_speed(tmp_path, 0, 0.0) == 200.0
+
+
+def test_a_speed_timed_with_its_first_batch_gives_way_to_any_new_one(
+    tmp_path: Path,
+) -> None:
+    from lazyvision.features import _remember_speed
+
+    # As written before the first batch was left out of the timing.
+    (tmp_path / "speed.json").write_text(
+        json.dumps({"images_per_second": 29.3, "images": 300})
+    )
+    assert _remember_speed(tmp_path, 0, 0.0) == 29.3
+    assert _remember_speed(tmp_path, 40, 0.2) == 200.0

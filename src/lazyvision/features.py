@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -338,8 +339,9 @@ class Extraction:
         batch_size: The batch size that ran (smaller than asked after running out
             of memory).
         dtype: The compute precision used.
-        images_per_second: Throughput measured on the most images for this
-            cache entry: by this extraction, or by an earlier, larger one.
+        images_per_second: Throughput after the first batch, measured on the
+            most images for this cache entry: by this extraction, or by an
+            earlier, larger one.
     """
 
     embeddings: np.ndarray
@@ -396,14 +398,14 @@ def extract_features(
         if progress is not None and len(digests) > len(missing):
             progress(len(digests) - len(set(missing)))
         start = time.perf_counter()
-        used_batch = batch_size
+        run = _Run(batch_size, 0, 0.0)
         if missing:
             side = BatchPreparer.stored_side(backbone.preprocessing)
             own = pixels.for_side(side)
             try:
                 own.ensure(missing)
                 with _reusing_memory(device):
-                    used_batch = _run_backbone(
+                    run = _run_backbone(
                         backbone,
                         missing,
                         pixels=own,
@@ -420,27 +422,31 @@ def extract_features(
                 if own is not pixels:
                     own.close()
         seconds = time.perf_counter() - start
-        speed = _remember_speed(store.folder, len(missing), seconds)
+        speed = _remember_speed(store.folder, run.timed_images, run.timed_seconds)
     embeddings = np.stack([cached[d] for d in digests]) if digests else np.zeros((0, 0))
     return Extraction(
         embeddings=embeddings.astype(np.float32, copy=False),
         num_computed=len(missing),
         seconds=seconds,
-        batch_size=used_batch,
+        batch_size=run.batch_size,
         dtype=str(dtype).removeprefix("torch."),
         images_per_second=speed,
     )
 
 
-def _remember_speed(folder: Path, num_computed: int, seconds: float) -> float | None:
+def _remember_speed(folder: Path, num_timed: int, seconds: float) -> float | None:
     """Keeps the throughput measured on the most images; returns it.
 
     A cache entry serves many runs, some of which compute only a few missing
-    images: a throughput over a handful of images is mostly the first batch's
-    set-up, and would make the same data report another speed on every run.
-    The entry therefore keeps the measurement with the most images behind it
-    (the latest on a tie), and every run reports that one. Called under the
-    entry's lock.
+    images: a throughput over a handful of images is mostly set-up, and would
+    make the same data report another speed on every run. The entry therefore
+    keeps the measurement with the most images behind it (the latest on a tie),
+    and every run reports that one. Called under the entry's lock.
+
+    Args:
+        folder: The cache entry.
+        num_timed: Images timed: those after the first batch (see :class:`_Run`).
+        seconds: The time they took.
     """
     path = folder / "speed.json"
     known: float | None = None
@@ -448,14 +454,30 @@ def _remember_speed(folder: Path, num_computed: int, seconds: float) -> float | 
     with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
         saved = json.loads(path.read_text())
         known = float(saved["images_per_second"])
-        known_images = int(saved.get("images", 0))
-    if num_computed == 0 or seconds <= 0:
+        # Entries written before the first batch was left out count for none.
+        known_images = int(saved.get("timed_images", 0))
+    if num_timed == 0 or seconds <= 0:
         return known
-    if known is not None and num_computed < known_images:
+    if known is not None and num_timed < known_images:
         return known
-    measured = num_computed / seconds
-    write_json_atomic(path, {"images_per_second": measured, "images": num_computed})
+    measured = num_timed / seconds
+    write_json_atomic(path, {"images_per_second": measured, "timed_images": num_timed})
     return measured
+
+
+class _Run(NamedTuple):
+    """How one extraction ran.
+
+    The throughput is timed from the end of the first batch on: the first pays
+    for one-off work (kernels chosen and compiled, the operation count, and on
+    a freshly installed machine whatever loads on first use), and timed with it
+    a first run has shown a backbone at an eighth of its speed. With one batch
+    only, that batch is all there is to time.
+    """
+
+    batch_size: int
+    timed_images: int
+    timed_seconds: float
 
 
 def _run_backbone(
@@ -471,8 +493,10 @@ def _run_backbone(
     dtype: torch.dtype,
     deadline: float | None,
     progress: Callable[[int], None] | None,
-) -> int:
-    """Runs the backbone over ``missing`` in chunks; returns the batch size used."""
+) -> _Run:
+    """Runs the backbone over ``missing`` in chunks; says how it ran."""
+    start = time.perf_counter()
+    first: tuple[int, float] | None = None  # images of the first batch, its end
     model = prepare_model(backbone.model, device)
     # The first batch also counts the backbone's operations, at no extra pass.
     counting = backbone.macs_per_image is None
@@ -508,12 +532,16 @@ def _run_backbone(
                 backbone.macs_per_image = counter.get_total_flops() // 2 // len(batch)
                 counting = False
             position += len(batch)
+            first = first or (len(batch), time.perf_counter())
             if progress is not None:
                 progress(len(batch))
         matrix = np.concatenate(outputs)
         store.write_chunk(chunk, matrix)
         into.update(zip(chunk, matrix, strict=True))
-    return batch_size
+    end = time.perf_counter()
+    if first is None or first[0] == len(missing):
+        return _Run(batch_size, len(missing), end - start)
+    return _Run(batch_size, len(missing) - first[0], end - first[1])
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
