@@ -351,7 +351,8 @@ def test_bootstrap_is_reproducible_and_brackets_the_estimate() -> None:
 
     point = compute_metrics(y, proba, positive=1)
     narrow = bootstrap_intervals(y, proba, positive=1, level=0.5)
-    for name in METRICS:
+    assert first["ece"] is None and narrow["ece"] is None
+    for name in set(METRICS) - {"ece"}:
         wide, inner, value = first[name], narrow[name], point[name]
         assert wide is not None and inner is not None and value is not None
         assert wide[0] <= value <= wide[1]
@@ -448,3 +449,19 @@ def test_float32_rows_rounded_off_one_are_accepted_quietly() -> None:
         warnings.simplefilter("error")
         metrics = compute_metrics(np.array([0, 1]), proba, positive=1)
     assert metrics["accuracy"] == 1.0
+
+
+@pytest.mark.parametrize("seed", [1, 9])
+def test_no_interval_leaves_out_its_own_estimate(seed: int) -> None:
+    # Calibrated predictions of 10 classes on 120 images: the case where the
+    # resampled ECE lay wholly above the estimate.
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(120, 10)) * 1.5
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = np.array([rng.choice(10, p=row) for row in proba])
+    point = compute_metrics(y, proba, positive=None)
+    intervals = bootstrap_intervals(y, proba, positive=None)
+    for name, interval in intervals.items():
+        value = point[name]
+        assert interval is None or value is None or interval[0] <= value <= interval[1]
+    assert intervals["accuracy"] is not None
