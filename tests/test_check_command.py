@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import shutil
 from collections.abc import Iterator
@@ -296,3 +297,33 @@ def test_csv_options_for_class_folders_are_named_in_the_report(
         f"{str(tmp_path)!r} is class folders, so it is ignored\n"
     ) in out
     assert "CSV files only" not in err
+
+
+@pytest.mark.parametrize("command", ["check", "rank"])
+def test_split_column_is_an_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    lines = ["filepath,label,subset"]
+    for i in range(12):
+        picture(i).save(tmp_path / f"{i}.png")
+        lines.append(f"{i}.png,{'ab'[i % 2]},{['train', 'train', 'val'][i % 3]}")
+    (tmp_path / "all.csv").write_text("\n".join(lines) + "\n")
+    options = ["--split-column", "subset"]
+    if command == "rank":
+        run = tmp_path / "run"
+        options += ["--models", "pixels", "--offline", "--output", str(run)]
+        options += ["--resamples", "0"]
+
+    status = main([command, str(tmp_path / "all.csv"), *options])
+
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    if command == "check":
+        assert "  total      8    4" in out
+    else:
+        report = json.loads((run / "dataset.json").read_text())
+        assert report["layout"] == "split-column-csv"
+        assert {split: n["given"] for split, n in report["splits"].items()} == {
+            "train": 8,
+            "val": 4,
+        }

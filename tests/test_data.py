@@ -475,8 +475,8 @@ def test_misspelled_split_column_is_not_read_as_train_only(tmp_path: Path) -> No
 
     with pytest.raises(
         DataError,
-        match=r"split column 'split'.*did you mean 'Split'\? \(rename the column to "
-        r"'split', or name it with split_column in Python\)$",
+        match=r"split column 'split'.*did you mean 'Split'\? \(choose another with "
+        r"--split-column, or split_column in Python\)$",
     ):
         load_dataset(path)
 
@@ -668,6 +668,7 @@ def test_csv_options_given_for_class_folders_are_a_warning(
     with caplog.at_level(logging.WARNING, logger="lazyvision.data"):
         dataset = load_dataset(tmp_path, label_column="species", image_root="pics")
         plain = load_dataset(tmp_path, path_column="filepath")
+        split = load_dataset(tmp_path, split_column="subset")
 
     warning = (
         "label_column (--label-column) and image_root (--image-root) apply to CSV "
@@ -677,6 +678,9 @@ def test_csv_options_given_for_class_folders_are_a_warning(
     assert caplog.text.count("apply to CSV files only") == 1
     assert plain.warnings == dataset.warnings[1:]
     assert dataset.samples == plain.samples
+    assert split.warnings[0].startswith(
+        "split_column (--split-column) applies to CSV files only"
+    )
 
 
 def test_split_folder_aliases_and_nested_folders(tmp_path: Path) -> None:

@@ -151,12 +151,7 @@ class Table:
             close = self.close_matches(name)
             if close:
                 message += f"; did you mean {' or '.join(map(repr, close))}?"
-            # The command line has no option for the split column's name.
-            choose = (
-                f"rename the column to {name!r}, or name it with split_column in Python"
-                if role == "split"
-                else f"choose another with --{role}-column, or {role}_column in Python"
-            )
+            choose = f"choose another with --{role}-column, or {role}_column in Python"
             raise DataError(f"{message} ({choose})")
         index = self.header.index(name)
         return [record[index] for record in self.records]

@@ -25,10 +25,13 @@ import tempfile
 import warnings
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lazyvision import __version__
 from lazyvision.errors import DataError, LazyVisionError
+
+if TYPE_CHECKING:
+    from lazyvision.data import Dataset
 
 logger = logging.getLogger("lazyvision")
 
@@ -186,6 +189,12 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--label-column", default="label", help="CSV column of labels (%(default)s)"
+    )
+    group.add_argument(
+        "--split-column",
+        default="split",
+        help="column of a single CSV that names each row's split: train, val or "
+        "test (%(default)s)",
     )
     group.add_argument("--image-root", help="folder relative paths resolve against")
     group.add_argument(
@@ -450,7 +459,7 @@ def _run_rank(args: argparse.Namespace, data: str) -> int:
     bars = _ProgressBars()
     try:
         board = rank(
-            data,
+            _split_column_data(args, data),
             models=models,
             output=args.output,
             cache_dir=args.cache_dir,
@@ -489,6 +498,25 @@ def _run_rank(args: argparse.Namespace, data: str) -> int:
         print(f"report: {write_report(run_dir)}", file=sys.stderr)
     complete = all(row.get("status") in ("ok", "excluded") for row in rows)
     return EXIT_OK if complete else EXIT_PARTIAL
+
+
+def _split_column_data(args: argparse.Namespace, data: str) -> str | Dataset:
+    """The data for rank: as given, or loaded here when --split-column is given."""
+    if args.split_column == "split":
+        return data
+    from lazyvision.data import load_dataset
+
+    # TODO: rank() takes no split column name, so the data set is loaded here and
+    # passed whole; a data error then comes before a misspelt --models is named.
+    # Once rank() takes split_column, pass it like the other data options.
+    return load_dataset(
+        data,
+        path_column=args.path_column,
+        label_column=args.label_column,
+        split_column=args.split_column,
+        image_root=args.image_root,
+        seed=args.seed,
+    )
 
 
 def _run_notes(run_dir: Path) -> list[str]:
@@ -544,6 +572,7 @@ def _check(args: argparse.Namespace) -> int:
             args.data,
             path_column=args.path_column,
             label_column=args.label_column,
+            split_column=args.split_column,
             image_root=args.image_root,
         )
     finally:

@@ -197,7 +197,7 @@ def load_dataset(
         given = {
             "path_column (--path-column)": path_column != "filepath",
             "label_column (--label-column)": label_column != "label",
-            "split_column": split_column != "split",
+            "split_column (--split-column)": split_column != "split",
             "image_root (--image-root)": image_root is not None,
         }
         warnings += _unused_option_warnings(
