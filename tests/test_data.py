@@ -707,6 +707,35 @@ def test_folder_without_a_layout_says_what_is_accepted(tmp_path: Path) -> None:
         load_dataset(tmp_path)
 
 
+def test_flat_folder_of_images_asks_for_class_folders(tmp_path: Path) -> None:
+    for i in range(3):
+        save_image(tmp_path / f"{i}.png", seed=i)
+    save_image(tmp_path / "x.jpg")
+    (tmp_path / "notes.txt").write_text("cats and dogs")
+
+    with pytest.raises(DataError) as raised:
+        load_dataset(tmp_path)
+
+    assert str(raised.value) == (
+        f"{str(tmp_path)!r} holds 4 images but no class folders, so no image has a "
+        "label; move each class's images into a folder named for the class "
+        f"({tmp_path}/<class>/*.png, e.g. {tmp_path}/cat/*.png), or list paths and "
+        f"labels in {tmp_path}/train.csv (columns filepath,label)"
+    )
+
+    # The same images in a train folder, beside a val folder of classes.
+    save_image(tmp_path / "val" / "cat" / "0.png")
+    (tmp_path / "train").mkdir()
+    for i in range(3):
+        (tmp_path / f"{i}.png").rename(tmp_path / "train" / f"{i}.png")
+    with pytest.raises(
+        DataError,
+        match=r"'.*train' holds 3 images but no class folders, so no image has a "
+        r"label; .* \(.*train/<class>/\*\.png, e\.g\. .*train/cat/\*\.png\)$",
+    ):
+        load_dataset(tmp_path)
+
+
 def test_missing_source_is_named(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"'.*nowhere' does not exist$"):
         load_dataset(tmp_path / "nowhere")

@@ -636,6 +636,13 @@ def _read_class_folders(root: Path) -> tuple[list[Sample], list[tuple[str, str]]
             )
         csvs = [entry.name for entry in entries if entry.suffix.lower() == ".csv"]
         samples = _read_split_folder(root, root, "train", ignored)
+        loose = _loose_images(entries)
+        if not samples and loose:
+            raise DataError(
+                _loose_images_message(root, loose)
+                + f", or list paths and labels in {root / 'train.csv'} (columns "
+                "filepath,label)"
+            )
         if not samples:
             hint = (
                 f"; found {_quoted(csvs)}: pass a CSV file with a split column "
@@ -657,7 +664,33 @@ def _read_class_folders(root: Path) -> tuple[list[Sample], list[tuple[str, str]]
     for split in SPLITS:
         if split in split_dirs:
             samples += _read_split_folder(split_dirs[split], root, split, ignored)
+    train = split_dirs["train"]
+    loose = _loose_images(_sorted_entries(train))
+    if loose and not any(sample.split == "train" for sample in samples):
+        raise DataError(_loose_images_message(train, loose))
     return samples, ignored
+
+
+def _loose_images(entries: Iterable[Path]) -> list[Path]:
+    """The image files among a folder's entries, hidden ones left out."""
+    return [
+        entry
+        for entry in entries
+        if entry.is_file()
+        and not _is_hidden(entry)
+        and entry.suffix.lower() in IMAGE_EXTENSIONS
+    ]
+
+
+def _loose_images_message(folder: Path, images: Sequence[Path]) -> str:
+    """Says that a folder holds images but no class folders, and how to sort them."""
+    suffix = Counter(image.suffix.lower() for image in images).most_common(1)[0][0]
+    return (
+        f"{str(folder)!r} holds {plural(len(images), 'image', 'images')} but no "
+        "class folders, so no image has a label; move each class's images into a "
+        f"folder named for the class ({folder / '<class>'}/*{suffix}, e.g. "
+        f"{folder / 'cat'}/*{suffix})"
+    )
 
 
 def _read_split_folder(
