@@ -208,6 +208,25 @@ def test_misspelled_column_lists_columns_and_suggests(tmp_path: Path) -> None:
         load_dataset(tmp_path, path_column="Filepath")
 
 
+def test_missing_column_suggests_the_usual_names_in_the_header(
+    tmp_path: Path,
+) -> None:
+    rows = [("filepath", "id", "Class"), ("a.png", "1", "cat"), ("b.png", "2", "dog")]
+    write_csv(tmp_path / "train.csv", rows)
+
+    with pytest.raises(
+        DataError,
+        match=r"label column 'label' not in train\.csv; columns are 'filepath', "
+        r"'id', 'Class'; did you mean 'Class'\? \(choose another with --label-col",
+    ):
+        load_dataset(tmp_path)
+    write_csv(tmp_path / "train.csv", [("image", "label"), ("a.png", "cat")])
+    with pytest.raises(
+        DataError, match=r"path column 'filepath' .*; did you mean 'image'\? \("
+    ):
+        load_dataset(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("row", "problem"),
     [(("", "a"), "row 3: empty path"), (("x.png", "  "), "row 3: empty label")],

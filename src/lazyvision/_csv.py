@@ -30,6 +30,20 @@ _SNIFF_BYTES = 8192
 _IDENTIFIER_SHARE = 0.9
 # Below this many rows a value per row is as likely a tiny test set as an id column.
 _MIN_IDENTIFIER_ROWS = 5
+# What data sets commonly call these columns, offered when the one asked for is
+# missing: "class" is spelt nothing like "label", so close matches alone miss it.
+_USUAL_COLUMN_NAMES = {
+    "label": ("label", "labels", "class", "classes", "category", "target", "y"),
+    "path": (
+        "filepath",
+        "path",
+        "file",
+        "filename",
+        "image",
+        "image_path",
+        "img",
+    ),
+}
 
 
 def split_value_errors(split_column: str, bad: dict[str, list[int]]) -> list[str]:
@@ -149,6 +163,12 @@ class Table:
             listed = ", ".join(repr(column) for column in self.header)
             message = f"{role} column {name!r} not in {self.name}; columns are {listed}"
             close = self.close_matches(name)
+            usual = _USUAL_COLUMN_NAMES.get(role, ())
+            close += [
+                column
+                for column in self.header
+                if column.casefold() in usual and column not in close
+            ]
             if close:
                 message += f"; did you mean {' or '.join(map(repr, close))}?"
             choose = f"choose another with --{role}-column, or {role}_column in Python"
