@@ -174,6 +174,39 @@ def test_unreadable_files_that_exist_give_no_image_root_hint(
     assert "image-root" not in report.render()
 
 
+def test_images_over_the_pixel_limit_name_the_option_to_raise_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_split_csvs(
+        tmp_path,
+        {
+            "train": [("a.png", "a"), ("b.png", "b"), ("d.png", "b")],
+            "val": [("c.png", "a")],
+        },
+    )
+    Image.new("RGB", (80, 80)).save(tmp_path / "b.png")
+    hint = (
+        "1 image is over the pixel limit, a guard against decompression bombs; for "
+        "files you trust, raise it with --max-pixels (max_pixels in Python), e.g. "
+        "--max-pixels 200M"
+    )
+
+    report = check_dataset(load_dataset(tmp_path), max_pixels=5000)
+
+    assert [p.reason for p in report.problems] == [
+        "over the pixel limit (80 x 80 = 6400 > 5000)"
+    ]
+    assert f"b.png: over the pixel limit (80 x 80 = 6400 > 5000)\n  {hint}\n" in (
+        report.render()
+    )
+    with pytest.raises(DataError) as raised:
+        raise_for_problems(report, skip_bad=False, allow_duplicates=False)
+    assert f"\n{hint}\nFix or remove this row" in str(raised.value)
+    with caplog.at_level(logging.WARNING, logger="lazyvision.check"):
+        raise_for_problems(report, skip_bad=True, allow_duplicates=False)
+    assert hint in caplog.text
+
+
 def test_skip_bad_leaves_the_files_out_with_a_warning(
     bad_files_dataset: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

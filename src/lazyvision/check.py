@@ -178,7 +178,7 @@ class DatasetReport:
         sections: list[tuple[str, list[str]]] = [
             (
                 f"Files that cannot be used ({len(self.problems)}):",
-                _problem_lines(self.problems, base) + _missing_hint(self),
+                _problem_lines(self.problems, base) + _problem_hints(self),
             ),
             (
                 f"Byte-identical files in different splits ({len(self.duplicates)}):",
@@ -389,7 +389,7 @@ def raise_for_problems(
     bad = _plural(len(report.problems), "image")
     problems = _indented(_capped(_problem_lines(report.problems, base)))
     if report.problems and not skip_bad:
-        hint = "".join(f"\n{line}" for line in _missing_hint(report))
+        hint = "".join(f"\n{line}" for line in _problem_hints(report))
         # Class folders have no rows: the files themselves are what to remove.
         given = "file" if report.dataset.layout == "class-folders" else "row"
         these = f"this {given}" if len(report.problems) == 1 else f"these {given}s"
@@ -398,7 +398,8 @@ def raise_for_problems(
             f"skip {_it(report.problems)} (skip_bad=True, --skip-bad)."
         )
     elif report.problems:
-        logger.warning("leaving out %s that cannot be used:\n%s", bad, problems)
+        hint = "".join(f"\n{line}" for line in _pixel_limit_hint(report))
+        logger.warning("leaving out %s that cannot be used:\n%s%s", bad, problems, hint)
 
     shared = _plural(len(report.duplicates), "byte-identical file")
     pairs = _indented(_capped(_pair_lines(report.duplicates, base)))
@@ -580,6 +581,23 @@ def _verdict_lines(report: DatasetReport) -> list[str]:
             f"  the {near} {verb} not stop a run but may make scores optimistic"
         )
     return lines
+
+
+def _problem_hints(report: DatasetReport) -> list[str]:
+    """What to do about the commonest problems, said once below their list."""
+    return _missing_hint(report) + _pixel_limit_hint(report)
+
+
+def _pixel_limit_hint(report: DatasetReport) -> list[str]:
+    """How to let in images over the pixel limit, when some are."""
+    over = [p for p in report.problems if p.reason.startswith("over the pixel limit")]
+    if not over:
+        return []
+    return [
+        f"{_plural(len(over), 'image')} {'is' if len(over) == 1 else 'are'} over the "
+        "pixel limit, a guard against decompression bombs; for files you trust, "
+        "raise it with --max-pixels (max_pixels in Python), e.g. --max-pixels 200M"
+    ]
 
 
 def _missing_hint(report: DatasetReport) -> list[str]:
