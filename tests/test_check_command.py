@@ -327,3 +327,61 @@ def test_split_column_is_an_option(
             "train": 8,
             "val": 4,
         }
+
+
+def write_windows_csvs(folder: Path, cafe_label: str, val_labels: list[str]) -> None:
+    """train.csv saved by a Windows spreadsheet (Windows-1252), val.csv in UTF-8."""
+    train = [(f"tr{i}.png", ["1", "2"][i % 2]) for i in range(4)]
+    train.append(("café.png", cafe_label))
+    val = [(f"va{i}.png", label) for i, label in enumerate(val_labels)]
+    for seed, (name, _) in enumerate(train + val):
+        picture(seed).save(folder / name)
+    lines = ["filepath,label", *(f"{name},{label}" for name, label in train)]
+    (folder / "train.csv").write_bytes(("\n".join(lines) + "\n").encode("cp1252"))
+    write_csv(folder / "val.csv", val)
+
+
+ENCODING_WARNING = (
+    "train.csv is not UTF-8 (row 6 is the first that is not); read as "
+    "Windows-1252, so accented letters may be wrong: save it as UTF-8 to be sure"
+)
+
+
+def test_check_reports_the_warnings_of_reading_the_csvs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_windows_csvs(tmp_path, "01", ["1", "2", "01"])
+
+    status = main(["check", str(tmp_path)])
+
+    out, err = capsys.readouterr()
+    assert status == 0
+    assert (
+        "Warnings:\n"
+        f"  {ENCODING_WARNING}\n"
+        "  labels '01' (2 images) and '1' (3 images) are the same number written "
+        "differently; they are kept as different classes\n\n"
+    ) in out
+    assert (out + err).count("is not UTF-8") == 1
+    assert (out + err).count("same number written differently") == 1
+
+
+def test_check_that_cannot_load_the_data_still_shows_its_warnings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "01" in val is no class of train's; the warnings say why.
+    write_windows_csvs(tmp_path, "2", ["01", "2"])
+
+    status = main(["check", str(tmp_path)])
+
+    out, err = capsys.readouterr()
+    assert status == 2
+    assert out == ""
+    assert err == (
+        f"WARNING lazyvision.data: {ENCODING_WARNING}\n"
+        "WARNING lazyvision.data: labels '01' (1 image) and '1' (2 images) are the "
+        "same number written differently; they are kept as different classes\n"
+        "WARNING lazyvision.data: 1 class in train but not in val: '1'\n"
+        "lazyvision: error: val has 1 class that train lacks: '01' (train classes: "
+        "'1', '2'); a model cannot be scored on classes it was never shown\n"
+    )

@@ -144,10 +144,29 @@ def test_windows_csv_is_read_as_windows_1252_with_a_warning(
         dataset = load_dataset(tmp_path)
 
     assert dataset.classes == ("5€", "cat’s")
-    assert (
-        "train.csv is not UTF-8 (row 2 is the first that is not); read as Windows-1252"
-        in caplog.text
+    warning = (
+        "train.csv is not UTF-8 (row 2 is the first that is not); read as "
+        "Windows-1252, so accented letters may be wrong: save it as UTF-8 to be sure"
     )
+    assert dataset.warnings == (warning,)
+    assert caplog.messages == [warning]
+
+
+def test_warnings_are_logged_when_the_data_set_cannot_be_used(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "train.csv").write_bytes(b"filepath,label\na.png,caf\xe9\nb.png,\n")
+
+    with (
+        caplog.at_level(logging.WARNING, logger="lazyvision.data"),
+        pytest.raises(DataError, match=r"row 3: empty label"),
+    ):
+        load_dataset(tmp_path)
+
+    assert caplog.messages == [
+        "train.csv is not UTF-8 (row 2 is the first that is not); read as "
+        "Windows-1252, so accented letters may be wrong: save it as UTF-8 to be sure"
+    ]
 
 
 def test_label_with_a_control_character_names_the_row(tmp_path: Path) -> None:

@@ -11,15 +11,11 @@ import codecs
 import csv
 import difflib
 import io
-import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lazyvision.errors import DataError
-
-# Its warnings are the data loader's: one logger to mute or raise for both.
-logger = logging.getLogger("lazyvision.data")
 
 _MAX_LISTED_ROW_ERRORS = 20
 _MAX_LISTED_SPLIT_ROWS = 5
@@ -177,9 +173,14 @@ class Table:
         return [record[index] for record in self.records]
 
 
-def read_csv(path: Path) -> Table:
+def read_csv(path: Path, *, warnings: list[str]) -> Table:
     """Reads a CSV in UTF-8 (BOM or not), UTF-16 (with its BOM) or Windows-1252,
-    separated by commas, semicolons or tabs (whichever the header has most of)."""
+    separated by commas, semicolons or tabs (whichever the header has most of).
+
+    A file read in another encoding than UTF-8 or UTF-16 adds a warning to
+    ``warnings``, for the data set's warnings; it is added before the file's rows
+    are checked, so it is there when they cannot be used.
+    """
     data = path.read_bytes()
     utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
     if not utf16 and b"\0" in data[:_SNIFF_BYTES]:
@@ -208,12 +209,12 @@ def read_csv(path: Path) -> Table:
                     break
                 except UnicodeDecodeError:
                     continue
-            logger.warning(
-                "%s is not UTF-8 (row %d is the first that is not); read as %s, so "
-                "accented letters may be wrong: save it as UTF-8 to be sure",
-                path.name,
-                data.count(b"\n", 0, err.start) + 1,
-                "Windows-1252" if encoding == "cp1252" else "Latin-1",
+            row = data.count(b"\n", 0, err.start) + 1
+            name = "Windows-1252" if encoding == "cp1252" else "Latin-1"
+            warnings.append(
+                f"{path.name} is not UTF-8 (row {row} is the first that is not); "
+                f"read as {name}, so accented letters may be wrong: save it as "
+                "UTF-8 to be sure"
             )
 
     first_line = text.lstrip("\r\n").split("\n", 1)[0]

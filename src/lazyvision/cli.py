@@ -15,6 +15,7 @@ import gc
 import importlib
 import json
 import logging
+import logging.handlers
 import math
 import os
 import re
@@ -564,9 +565,14 @@ def _check(args: argparse.Namespace) -> int:
     from lazyvision.data import load_dataset
 
     # The report lists the data set's warnings; logged as well, each came twice.
+    # They are held back while it loads, and let through if it cannot be loaded:
+    # then there is no report, and they may say why.
     data_logger = logging.getLogger("lazyvision.data")
-    level = data_logger.level
-    data_logger.setLevel(logging.ERROR)
+    held = logging.handlers.BufferingHandler(sys.maxsize)
+    propagate = data_logger.propagate
+    data_logger.addHandler(held)
+    data_logger.propagate = False
+    loaded = False
     try:
         dataset = load_dataset(
             args.data,
@@ -575,8 +581,13 @@ def _check(args: argparse.Namespace) -> int:
             split_column=args.split_column,
             image_root=args.image_root,
         )
+        loaded = True
     finally:
-        data_logger.setLevel(level)
+        data_logger.removeHandler(held)
+        data_logger.propagate = propagate
+        if not loaded:
+            for record in held.buffer:
+                data_logger.handle(record)
     _apply_pixel_limit(args)
     limit = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
     report = check_dataset(dataset, workers=args.workers or 0, **limit)

@@ -172,25 +172,57 @@ def load_dataset(
     root = Path(image_root).expanduser() if image_root is not None else None
     source_path = Path(source).expanduser()
 
-    ignored: list[tuple[str, str]] = []
+    # Every warning is logged once, here, also when the data set turns out
+    # unusable: a file read in the wrong encoding may be what made it so.
     warnings: list[str] = []
+    try:
+        return _read_dataset(
+            source_path,
+            source=str(source),
+            path_column=path_column,
+            label_column=label_column,
+            split_column=split_column,
+            root=root,
+            val_fraction=val_fraction,
+            seed=seed,
+            warnings=warnings,
+        )
+    finally:
+        for warning in warnings:
+            logger.warning("%s", warning)
+
+
+def _read_dataset(
+    source_path: Path,
+    *,
+    source: str,
+    path_column: str,
+    label_column: str,
+    split_column: str,
+    root: Path | None,
+    val_fraction: float,
+    seed: int,
+    warnings: list[str],
+) -> Dataset:
+    """Reads the layout ``source_path`` is; adds what it warns of to ``warnings``."""
+    ignored: list[tuple[str, str]] = []
     identifier_hint: str | None = None
     if source_path.is_file():
         _refuse_other_formats(source_path)
         layout = "split-column-csv"
-        samples, warnings, identifier_hint = _read_split_column_csv(
-            source_path, path_column, label_column, split_column, root
+        samples, identifier_hint = _read_split_column_csv(
+            source_path, path_column, label_column, split_column, root, warnings
         )
     elif source_path.is_dir() and (source_path / "train.csv").is_file():
         layout = "split-csvs"
         samples, identifier_hint = _read_split_csvs(
-            source_path, path_column, label_column, root
+            source_path, path_column, label_column, root, warnings
         )
     elif source_path.is_dir():
         if (source_path / "val.csv").is_file():
             raise DataError(
-                f"{str(source)!r} has val.csv but no train.csv; the training rows "
-                "must be in train.csv"
+                f"{source!r} has val.csv but no train.csv; the training rows must be "
+                "in train.csv"
             )
         layout = "class-folders"
         samples, ignored = _read_class_folders(source_path)
@@ -198,17 +230,17 @@ def load_dataset(
             "path_column (--path-column)": path_column != "filepath",
             "label_column (--label-column)": label_column != "label",
             "split_column (--split-column)": split_column != "split",
-            "image_root (--image-root)": image_root is not None,
+            "image_root (--image-root)": root is not None,
         }
         warnings += _unused_option_warnings(
-            str(source), [name for name, differs in given.items() if differs]
+            source, [name for name, differs in given.items() if differs]
         )
     else:
         raise DataError(_missing_source_message(source_path))
 
     return _finish(
         samples,
-        source=str(source),
+        source=source,
         layout=layout,
         ignored=ignored,
         warnings=warnings,
@@ -288,8 +320,10 @@ def _finish(
 ) -> Dataset:
     """Draws val when absent, checks classes across splits and builds the Dataset.
 
-    ``identifier_hint`` is the error to raise instead of a long list of classes
-    when the label column looks like an identifier and its classes cannot be used.
+    What is found is added to ``warnings``, which the caller logs, and which the
+    Dataset keeps. ``identifier_hint`` is the error to raise instead of a long
+    list of classes when the label column looks like an identifier and its
+    classes cannot be used.
     """
     notes: list[str] = []
     if not any(sample.split == "train" for sample in samples):
@@ -308,10 +342,10 @@ def _finish(
         )
 
     classes = sort_labels({s.label for s in samples if s.split == "train"})
-    warnings = warnings + _case_pair_warnings(samples) + _number_pair_warnings(samples)
+    found = _case_pair_warnings(samples) + _number_pair_warnings(samples)
     num_train = sum(sample.split == "train" for sample in samples)
     if len(classes) >= MANY_LABELS and len(classes) * 2 > num_train:
-        warnings.append(
+        found.append(
             f"{len(classes)} classes for {num_train} training images: most labels "
             "are given once; is the label column the right one (--label-column)?"
         )
@@ -328,15 +362,14 @@ def _finish(
             )
         missing = [label for label in classes if label not in labels]
         if missing:
-            warnings.append(
+            found.append(
                 f"{plural(len(missing), 'class', 'classes')} in train but not in "
                 f"{split}: {_quoted(missing)}"
             )
     if unknown and identifier_hint is not None:
         # Every id would be listed, in the error and in the warnings before it.
         raise DataError(identifier_hint)
-    for warning in warnings:
-        logger.warning("%s", warning)
+    warnings += found
     if unknown:
         raise DataError(
             "; ".join(unknown) + f" (train classes: {_quoted(classes)}); a model "
@@ -474,12 +507,17 @@ def _as_number(label: str) -> float | None:
 
 
 def _read_split_csvs(
-    folder: Path, path_column: str, label_column: str, root: Path | None
+    folder: Path,
+    path_column: str,
+    label_column: str,
+    root: Path | None,
+    warnings: list[str],
 ) -> tuple[list[Sample], str | None]:
     """Reads train.csv, and val.csv and test.csv where present.
 
     Returns the samples and, when the label column looks like an identifier, the
-    error that says so (see :func:`identifier_hint`).
+    error that says so (see :func:`identifier_hint`). Warnings about the files are
+    added to ``warnings``.
     """
     samples: list[Sample] = []
     tables: list[Table] = []
@@ -487,7 +525,7 @@ def _read_split_csvs(
         path = folder / f"{split}.csv"
         if not path.is_file():
             continue
-        table = read_csv(path)
+        table = read_csv(path, warnings=warnings)
         tables.append(table)
         paths = table.column(path_column, "path")
         labels = table.column(label_column, "label")
@@ -517,18 +555,18 @@ def _read_split_column_csv(
     label_column: str,
     split_column: str,
     root: Path | None,
-) -> tuple[list[Sample], list[str], str | None]:
+    warnings: list[str],
+) -> tuple[list[Sample], str | None]:
     """Reads one CSV whose split column says where each row belongs.
 
     A CSV with no such column (and none with a name close to it) is a training set
-    only; the returned warnings say so when split CSVs sit beside it. The last
-    value returned is the error for a label column that looks like an identifier
-    (see :func:`identifier_hint`).
+    only; a warning added to ``warnings`` says so when split CSVs sit beside it.
+    The second value returned is the error for a label column that looks like an
+    identifier (see :func:`identifier_hint`).
     """
-    table = read_csv(path)
+    table = read_csv(path, warnings=warnings)
     paths = table.column(path_column, "path")
     labels = table.column(label_column, "label")
-    warnings: list[str] = []
     if split_column in table.header or table.close_matches(split_column):
         splits = table.column(split_column, "split")
     else:
@@ -571,7 +609,7 @@ def _read_split_column_csv(
         num_rows=len(table.rows) - len(samples),
     )
     used = (path_column, label_column, split_column)
-    return samples, warnings, identifier_hint([table], label_column, used=used)
+    return samples, identifier_hint([table], label_column, used=used)
 
 
 def _make_sample(
