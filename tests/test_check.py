@@ -275,7 +275,7 @@ def test_byte_copy_across_splits_is_an_error_naming_both(tmp_path: Path) -> None
         },
     )
     (tmp_path / "te" / "1.png").write_bytes((tmp_path / "tr" / "1.png").read_bytes())
-    # A byte copy within one split leaks nothing and is not reported.
+    # A byte copy within one split leaks nothing: it is no duplicate.
     (tmp_path / "tr" / "2.png").write_bytes((tmp_path / "tr" / "0.png").read_bytes())
 
     report = check_dataset(load_dataset(tmp_path))
@@ -284,6 +284,9 @@ def test_byte_copy_across_splits_is_an_error_naming_both(tmp_path: Path) -> None
         ("train.csv row 3", "test.csv row 3")
     ]
     assert report.near_duplicates == ()
+    assert [(a.origin, b.origin) for a, b in report.copies] == [
+        ("train.csv row 2", "train.csv row 4")
+    ]
     with pytest.raises(DataError) as raised:
         raise_for_problems(report, skip_bad=False, allow_duplicates=False)
     assert str(raised.value) == (
@@ -292,6 +295,61 @@ def test_byte_copy_across_splits_is_an_error_naming_both(tmp_path: Path) -> None
         "  train.csv row 3 (tr/1.png)  =  test.csv row 3 (te/1.png)\n"
         "Remove one copy of each, or go on anyway (allow_duplicates=True, "
         "--allow-duplicates)."
+    )
+
+
+def test_copies_within_a_split_are_kept_and_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    for split, label, seed in [("train", "3", 1), ("train", "5", 2), ("val", "3", 3)]:
+        save_image(tmp_path / split / label / "x.png", seed=seed)
+    save_image(tmp_path / "val" / "5" / "y.png", seed=4)
+    nested = tmp_path / "train" / "3" / "nested" / "x.png"
+    nested.parent.mkdir()
+    nested.write_bytes((tmp_path / "train" / "3" / "x.png").read_bytes())
+    # The same bytes under another label: one image with two labels, warned of.
+    (tmp_path / "train" / "5" / "z.png").write_bytes(nested.read_bytes())
+
+    report = check_dataset(load_dataset(tmp_path))
+
+    assert len(report.usable()) == 6
+    assert [(a.origin, b.origin) for a, b in report.copies] == [
+        ("train/3/nested/x.png", "train/3/x.png")
+    ]
+    assert report.duplicates == ()
+    assert [w for w in report.warnings if "two labels" in w] == [
+        "the same image has two labels in train: '3' (train/3/nested/x.png), '5' "
+        "(train/5/z.png)"
+    ]
+    assert report.render().endswith(
+        "\n".join(
+            [
+                "Byte-identical files within a split (1):",
+                "  train/3/nested/x.png  =  train/3/x.png",
+                "",
+                "Warnings:",
+                "  the same image has two labels in train: '3' "
+                "(train/3/nested/x.png), '5' (train/5/z.png)",
+                "",
+                "Every image can be read; no file is byte-identical across splits.",
+                "1 file is a byte-identical copy of another in its split: kept, each "
+                "as an image of its own (remove the extra copies to count each "
+                "picture once).",
+            ]
+        )
+    )
+    assert report.to_dict()["copies_within_splits"][0]["second"]["origin"] == (
+        "train/3/x.png"
+    )
+    with caplog.at_level(logging.WARNING, logger="lazyvision.check"):
+        raise_for_problems(report, skip_bad=False, allow_duplicates=False)
+    [copies] = [m for m in caplog.messages if "byte-identical" in m]
+    assert copies == (
+        "1 file is a byte-identical copy of another in its split: kept, each as an "
+        "image of its own, so a copied picture weighs more in training or is "
+        "scored more than once (remove the extra copies to count each picture "
+        "once):\n"
+        "  train/3/nested/x.png  =  train/3/x.png"
     )
 
 
@@ -655,7 +713,8 @@ def test_inspect_images_decodes_each_path_once_in_order(tmp_path: Path) -> None:
     make_split_csvs(
         tmp_path,
         {
-            "train": [("a.png", "a"), ("b.png", "b"), ("a.png", "a")],
+            # a.png twice, under two labels, so both rows are kept.
+            "train": [("a.png", "a"), ("b.png", "b"), ("a.png", "b")],
             "val": [("c.png", "a"), ("gone.png", "b")],
         },
     )
@@ -678,7 +737,7 @@ def test_inspect_images_decodes_each_path_once_in_order(tmp_path: Path) -> None:
     report = check_dataset(dataset, infos=results)
     assert [p.origin for p in report.problems] == ["val.csv row 3"]
     assert report.num_given == {"train": 3, "val": 2}
-    assert report.counts == {"train": {"a": 2, "b": 1}, "val": {"a": 1, "b": 0}}
+    assert report.counts == {"train": {"a": 1, "b": 2}, "val": {"a": 1, "b": 0}}
 
 
 def test_process_pool_gives_the_same_results(tmp_path: Path) -> None:

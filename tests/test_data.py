@@ -315,6 +315,44 @@ def test_one_number_written_two_ways_is_reported(tmp_path: Path) -> None:
     ]
 
 
+def test_a_file_given_twice_in_a_split_is_used_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    train = ["a.png,x", "b.png,y", "a.png,x", "c.png,y", "a.png,x", "b.png,x"]
+    train += ["b.png,y", "d.png,x", "c.png,y", "e.png,y", "d.png,x", "e.png,y"]
+    (tmp_path / "train.csv").write_text("filepath,label\n" + "\n".join(train))
+    (tmp_path / "val.csv").write_text("filepath,label\nv.png,x\nw.png,y\nv.png,x\n")
+
+    with caplog.at_level(logging.WARNING, logger="lazyvision.data"):
+        dataset = load_dataset(tmp_path)
+
+    assert [s.origin for s in dataset.samples] == [
+        *(f"train.csv row {row}" for row in (2, 3, 5, 7, 9, 11)),
+        "val.csv row 2",
+        "val.csv row 3",
+    ]
+    # b.png under a second label is kept; the check warns of it.
+    assert [s.label for s in dataset.split("train")] == ["x", "y", "y", "x", "x", "y"]
+    assert dataset.warnings == (
+        "6 rows of train repeat a file and label given earlier in train (train.csv "
+        "rows 4, 6, 8, 10, 12, ...); each file is used once, so they are left out",
+        "1 row of val repeats a file and label given earlier in val (val.csv row "
+        "4); each file is used once, so it is left out",
+    )
+    assert caplog.messages == list(dataset.warnings)
+
+
+def test_a_file_given_twice_is_not_drawn_into_val_and_train(tmp_path: Path) -> None:
+    rows = [(f"{i}.png", "ab"[i % 2]) for i in range(10)]
+    write_csv(tmp_path / "train.csv", [("filepath", "label"), *rows, *rows])
+
+    dataset = load_dataset(tmp_path)
+
+    assert len(dataset.samples) == 10
+    train = {s.path for s in dataset.split("train")}
+    assert not train & {s.path for s in dataset.split("val")}
+
+
 def test_sort_labels_puts_numbers_first_by_value() -> None:
     assert sort_labels(["b", "10", "img10", "2", "img2", "1.5"]) == (
         "1.5",

@@ -1,5 +1,8 @@
 """Images that two splits share: byte-identical copies and near-duplicates.
 
+Byte-identical copies within one split are found here too: they leak nothing, but
+each copy counts as an image of its own.
+
 A near-duplicate is one picture stored twice in different bytes: re-encoded,
 resized or converted. It is found in two steps. The 64-bit difference hash in each
 :class:`~lazyvision.images.ImageInfo` proposes candidates fast, but it only sees
@@ -62,6 +65,25 @@ def byte_duplicates(
             (first, sample) for split, first in firsts.items() if split != sample.split
         ]
         firsts.setdefault(sample.split, sample)
+    return tuple(pairs)
+
+
+def copies_within_splits(
+    samples: list[Sample], infos: Mapping[Path, ImageInfo]
+) -> tuple[tuple[Sample, Sample], ...]:
+    """Pairs byte-identical images of one split that are different files.
+
+    Each later copy is paired with the first copy in its split that has its
+    label. A copy under another label is no pair: it is one image with two
+    labels, which the check warns of.
+    """
+    firsts: dict[tuple[str, str, str], Sample] = {}
+    pairs: list[tuple[Sample, Sample]] = []
+    for sample in samples:
+        key = (sample.split, infos[sample.path].digest, sample.label)
+        first = firsts.setdefault(key, sample)
+        if first.path != sample.path:
+            pairs.append((first, sample))
     return tuple(pairs)
 
 

@@ -4,7 +4,8 @@
 :class:`DatasetReport`: images per class per split, sizes, modes and formats, the
 files that cannot be read and why, and files shared between splits (byte-identical
 copies, and near-duplicates: the same picture in other bytes, found by perceptual
-hash and confirmed on pixels). :func:`raise_for_problems` is the
+hash and confirmed on pixels), and byte-identical copies within a split, which are
+kept but reported. :func:`raise_for_problems` is the
 gate a ranking run passes through, and :meth:`DatasetReport.render` is the text the
 check command prints, in the same words.
 """
@@ -23,7 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from lazyvision._duplicates import byte_duplicates, near_duplicates
+from lazyvision._duplicates import (
+    byte_duplicates,
+    copies_within_splits,
+    near_duplicates,
+)
 from lazyvision.data import Dataset, Sample
 from lazyvision.errors import DataError, ImageError
 from lazyvision.images import DEFAULT_MAX_PIXELS, ImageInfo, try_decode_image
@@ -81,6 +86,9 @@ class DatasetReport:
         formats: How many readable images have each file format.
         warnings: The dataset's warnings and those of this pass.
         near_duplicate_distance: The perceptual-hash distance threshold used.
+        copies: Byte-identical images of one split under one label that are
+            different files, (first copy, later copy). They leak nothing and are
+            kept, each counting as an image of its own.
     """
 
     dataset: Dataset
@@ -95,6 +103,7 @@ class DatasetReport:
     formats: Mapping[str, int]
     warnings: tuple[str, ...] = ()
     near_duplicate_distance: int = 4
+    copies: tuple[tuple[Sample, Sample], ...] = ()
 
     def usable(self) -> tuple[Sample, ...]:
         """The dataset's samples less those whose image cannot be used."""
@@ -140,6 +149,10 @@ class DatasetReport:
                 for a, b, d in self.near_duplicates
             ],
             "near_duplicate_distance": self.near_duplicate_distance,
+            "copies_within_splits": [
+                {"first": _sample_dict(a), "second": _sample_dict(b)}
+                for a, b in self.copies
+            ],
             "ignored": [{"path": p, "reason": r} for p, r in dataset.ignored],
             "notes": list(dataset.notes),
             "warnings": list(self.warnings),
@@ -148,8 +161,9 @@ class DatasetReport:
     def render(self) -> str:
         """The readable text report.
 
-        Unreadable files and byte-identical copies are all listed, since each must
-        be dealt with; near-duplicates and ignored files are listed up to ten.
+        Unreadable files and byte-identical copies in different splits are all
+        listed, since each must be dealt with; near-duplicates, copies within a
+        split and ignored files are listed up to ten.
 
         Example:
             >>> print(check_dataset(load_dataset("pets/")).render())  # doctest: +SKIP
@@ -187,6 +201,10 @@ class DatasetReport:
             (
                 f"Near-duplicates in different splits ({len(self.near_duplicates)}):",
                 _capped(_near_lines(self.near_duplicates, base), _RENDER_MORE),
+            ),
+            (
+                f"Byte-identical files within a split ({len(self.copies)}):",
+                _capped(_pair_lines(self.copies, base), _RENDER_MORE),
             ),
             (
                 f"Ignored in the dataset folder ({len(dataset.ignored)}):",
@@ -341,6 +359,7 @@ def check_dataset(
     near = near_duplicates(
         usable, readable, near_duplicate_distance, max_pixels=max_pixels
     )
+    copies = copies_within_splits(usable, readable)
     return DatasetReport(
         dataset=dataset,
         infos=readable,
@@ -356,6 +375,7 @@ def check_dataset(
         + _empty_class_warnings(dataset, counts)
         + _conflicting_label_warnings(dataset, usable, readable),
         near_duplicate_distance=near_duplicate_distance,
+        copies=copies,
     )
 
 
@@ -365,8 +385,8 @@ def raise_for_problems(
     """Stops a run on unreadable images or files shared between splits.
 
     Everything found goes into one DataError so it can be fixed in one go. What is
-    let through (skipped files, allowed duplicates, near-duplicates) is logged as a
-    warning, since each changes the numbers.
+    let through (skipped files, allowed duplicates, near-duplicates, copies within
+    a split) is logged as a warning, since each changes the numbers.
 
     Args:
         report: The report of :func:`check_dataset`.
@@ -428,6 +448,14 @@ def raise_for_problems(
             "be optimistic:\n%s",
             _plural(len(report.near_duplicates), "near-duplicate pair"),
             _indented(_capped(_near_lines(report.near_duplicates, base))),
+        )
+    if report.copies:
+        logger.warning(
+            "%s: kept, each as an image of its own, so a copied picture weighs "
+            "more in training or is scored more than once (remove the extra copies "
+            "to count each picture once):\n%s",
+            _copies_words(report.copies),
+            _indented(_capped(_pair_lines(report.copies, base))),
         )
     # The data set's own warnings were logged as it loaded; these come from images.
     for warning in report.warnings[len(report.dataset.warnings) :]:
@@ -551,14 +579,22 @@ def _verdict_lines(report: DatasetReport) -> list[str]:
     """The last words of the report: what stops a ranking run, and how to go on."""
     near = _plural(len(report.near_duplicates), "near-duplicate pair")
     verb = "does" if len(report.near_duplicates) == 1 else "do"
+    copies = (
+        f"{_copies_words(report.copies)}: kept, each as an image of its own (remove "
+        "the extra copies to count each picture once)"
+    )
     classes = report.dataset.classes
     if not (report.problems or report.duplicates or len(classes) < 2):
-        if not report.near_duplicates:
+        if not (report.near_duplicates or report.copies):
             return ["Every image can be read; no file is shared between splits."]
-        return [
-            "Every image can be read; no file is byte-identical across splits.",
-            f"The {near} {verb} not stop a run but may make scores optimistic.",
-        ]
+        lines = ["Every image can be read; no file is byte-identical across splits."]
+        if report.near_duplicates:
+            lines.append(
+                f"The {near} {verb} not stop a run but may make scores optimistic."
+            )
+        if report.copies:
+            lines.append(f"{copies}.")
+        return lines
     lines = ["Before ranking:"]
     if len(classes) < 2:
         only = f" (only {classes[0]!r})" if classes else ""
@@ -580,7 +616,16 @@ def _verdict_lines(report: DatasetReport) -> list[str]:
         lines.append(
             f"  the {near} {verb} not stop a run but may make scores optimistic"
         )
+    if report.copies:
+        lines.append(f"  {copies}")
     return lines
+
+
+def _copies_words(copies: Collection[object]) -> str:
+    """ "2 files are byte-identical copies of others in their split" and the like."""
+    if len(copies) == 1:
+        return "1 file is a byte-identical copy of another in its split"
+    return f"{len(copies)} files are byte-identical copies of others in their split"
 
 
 def _problem_hints(report: DatasetReport) -> list[str]:

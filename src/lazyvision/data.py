@@ -39,6 +39,9 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 )
 
+# Rows named in a warning before "..." takes over.
+_MAX_LISTED_ORIGINS = 5
+
 _SPLIT_ALIASES = {
     "train": "train",
     "val": "val",
@@ -326,6 +329,7 @@ def _finish(
     classes cannot be used.
     """
     notes: list[str] = []
+    samples = _without_repeats(samples, warnings)
     if not any(sample.split == "train" for sample in samples):
         raise DataError(f"dataset {source!r} has no training images")
     val_drawn = not any(sample.split == "val" for sample in samples)
@@ -388,6 +392,48 @@ def _finish(
         ignored=tuple(ignored),
         val_drawn=val_drawn,
     )
+
+
+def _without_repeats(samples: list[Sample], warnings: list[str]) -> list[Sample]:
+    """Keeps the first of the rows that give one file one label in one split.
+
+    Counted twice, a file is trained on twice or scored twice, and its repeats
+    narrow the intervals without adding evidence. A file given two labels is
+    kept under both, for the check to report. One warning per split names the
+    rows left out.
+    """
+    kept: list[Sample] = []
+    seen: set[tuple[str, Path, str]] = set()
+    repeats: dict[str, list[str]] = {}
+    for sample in samples:
+        key = (sample.split, sample.path, sample.label)
+        if key in seen:
+            repeats.setdefault(sample.split, []).append(sample.origin)
+        else:
+            seen.add(key)
+            kept.append(sample)
+    for split in SPLITS:
+        origins = repeats.get(split, [])
+        if origins:
+            one = len(origins) == 1
+            warnings.append(
+                f"{plural(len(origins), 'row', 'rows')} of {split} "
+                f"{'repeats' if one else 'repeat'} a file and label given earlier "
+                f"in {split} ({_origins_text(origins)}); each file is used once, so "
+                f"{'it is' if one else 'they are'} left out"
+            )
+    return kept
+
+
+def _origins_text(origins: Sequence[str]) -> str:
+    """The first few origins: "train.csv rows 4, 9, 12, ..." or "a/x.png, a/y.png"."""
+    shown = origins[:_MAX_LISTED_ORIGINS]
+    more = ", ..." if len(origins) > len(shown) else ""
+    tables = {origin.rpartition(" row ")[0] for origin in shown}
+    if len(tables) == 1 and "" not in tables and len(shown) > 1:
+        rows = ", ".join(origin.rpartition(" row ")[2] for origin in shown)
+        return f"{tables.pop()} rows {rows}{more}"
+    return ", ".join(shown) + more
 
 
 def _draw_val(samples: list[Sample], *, val_fraction: float, seed: int) -> list[Sample]:
