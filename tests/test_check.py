@@ -542,6 +542,53 @@ def test_long_lists_are_cut_in_log_lines_and_kept_whole_in_to_dict(
     assert len(data["problems"]) == len(data["near_duplicates"]) == 12
 
 
+def test_cut_lists_name_the_dataset_json_they_are_whole_in(
+    many_findings: DatasetReport, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    saved = tmp_path / "run" / "dataset.json"
+
+    with caplog.at_level(logging.WARNING, logger="lazyvision.check"):
+        raise_for_problems(
+            many_findings, skip_bad=True, allow_duplicates=False, dataset_json=saved
+        )
+    with pytest.raises(DataError) as raised:
+        raise_for_problems(
+            many_findings, skip_bad=False, allow_duplicates=False, dataset_json=saved
+        )
+
+    [problems, near] = caplog.messages
+    assert problems.endswith(f"\n  ... and 2 more (see {saved})")
+    assert near.endswith(f"\n  ... and 2 more (see {saved})")
+    assert f"\n  ... and 2 more (see {saved})\nFix or remove" in str(raised.value)
+
+
+def test_every_label_conflict_is_kept_and_the_log_cuts_them_short(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = []
+    for i in range(12):
+        save_image(tmp_path / f"{i}.png", seed=i)
+        rows += [(f"{i}.png", "a"), (f"{i}.png", "b")]
+    write_csv(tmp_path / "train.csv", rows)
+    make_split_csvs(tmp_path, {"val": [("v/0.png", "a"), ("v/1.png", "b")]})
+    report = check_dataset(load_dataset(tmp_path))
+    saved = tmp_path / "run" / "dataset.json"
+
+    with caplog.at_level(logging.WARNING, logger="lazyvision.check"):
+        raise_for_problems(
+            report, skip_bad=False, allow_duplicates=False, dataset_json=saved
+        )
+
+    conflicts = [w for w in report.to_dict()["warnings"] if "two labels" in w]
+    assert len(conflicts) == 12
+    assert report.render().count("two labels") == 12
+    assert "dataset.json" not in report.render()
+    assert caplog.messages[:10] == conflicts[:10]
+    assert caplog.messages[10:] == [
+        f"and 2 more warnings about the images (see {saved})"
+    ]
+
+
 def test_render_lists_every_problem_but_only_ten_near_duplicates(
     many_findings: DatasetReport,
 ) -> None:

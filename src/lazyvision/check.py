@@ -380,7 +380,11 @@ def check_dataset(
 
 
 def raise_for_problems(
-    report: DatasetReport, *, skip_bad: bool, allow_duplicates: bool
+    report: DatasetReport,
+    *,
+    skip_bad: bool,
+    allow_duplicates: bool,
+    dataset_json: str | Path | None = None,
 ) -> None:
     """Stops a run on unreadable images or files shared between splits.
 
@@ -392,6 +396,8 @@ def raise_for_problems(
         report: The report of :func:`check_dataset`.
         skip_bad: Leave unreadable images out instead of stopping.
         allow_duplicates: Go on although byte-identical files sit in two splits.
+        dataset_json: Where the report is saved (a run folder's dataset.json),
+            for the messages to name where a list they cut short is whole.
 
     Raises:
         DataError: Images cannot be read (unless skip_bad), byte-identical files are
@@ -405,9 +411,10 @@ def raise_for_problems(
         ... )
     """
     base = _base_folder(report.dataset)
+    more = f"see {dataset_json}" if dataset_json is not None else "see dataset.json"
     sections: list[str] = []
     bad = _plural(len(report.problems), "image")
-    problems = _indented(_capped(_problem_lines(report.problems, base)))
+    problems = _indented(_capped(_problem_lines(report.problems, base), more))
     if report.problems and not skip_bad:
         hint = "".join(f"\n{line}" for line in _problem_hints(report))
         # Class folders have no rows: the files themselves are what to remove.
@@ -422,7 +429,7 @@ def raise_for_problems(
         logger.warning("leaving out %s that cannot be used:\n%s%s", bad, problems, hint)
 
     shared = _plural(len(report.duplicates), "byte-identical file")
-    pairs = _indented(_capped(_pair_lines(report.duplicates, base)))
+    pairs = _indented(_capped(_pair_lines(report.duplicates, base), more))
     if report.duplicates and not allow_duplicates:
         sections.append(
             f"{shared} in two splits, which would score a model on images it was "
@@ -447,7 +454,7 @@ def raise_for_problems(
             "%s in different splits (the same picture in other bytes); scores may "
             "be optimistic:\n%s",
             _plural(len(report.near_duplicates), "near-duplicate pair"),
-            _indented(_capped(_near_lines(report.near_duplicates, base))),
+            _indented(_capped(_near_lines(report.near_duplicates, base), more)),
         )
     if report.copies:
         logger.warning(
@@ -455,11 +462,18 @@ def raise_for_problems(
             "more in training or is scored more than once (remove the extra copies "
             "to count each picture once):\n%s",
             _copies_words(report.copies),
-            _indented(_capped(_pair_lines(report.copies, base))),
+            _indented(_capped(_pair_lines(report.copies, base), more)),
         )
     # The data set's own warnings were logged as it loaded; these come from images.
-    for warning in report.warnings[len(report.dataset.warnings) :]:
+    found = report.warnings[len(report.dataset.warnings) :]
+    for warning in found[:_MAX_LISTED]:
         logger.warning("%s", warning)
+    if len(found) > _MAX_LISTED:
+        logger.warning(
+            "and %d more warnings about the images (%s)",
+            len(found) - _MAX_LISTED,
+            more,
+        )
 
 
 def problem_line(problem: Problem, base: Path | None = None) -> str:
@@ -514,7 +528,8 @@ def _conflicting_label_warnings(
     """Warns of one image given twice in a split under two labels.
 
     The probe is then trained (or scored) on a contradiction. Copies across
-    splits are reported as duplicates instead.
+    splits are reported as duplicates instead. Every one is listed, so that a
+    run folder's dataset.json holds them all; the log cuts the list short.
     """
     labels: dict[tuple[str, str], dict[str, Sample]] = {}
     for sample in usable:
@@ -531,7 +546,7 @@ def _conflicting_label_warnings(
         for (split, _), found in labels.items()
         if len(found) > 1
     ]
-    return tuple(_capped(lines))
+    return tuple(lines)
 
 
 def _count_table(report: DatasetReport) -> list[str]:
@@ -703,7 +718,7 @@ def _near_lines(
     ]
 
 
-def _capped(lines: list[str], where: str = "see dataset.json") -> list[str]:
+def _capped(lines: list[str], where: str) -> list[str]:
     """The first lines of a long list, then how many more there are and where."""
     if len(lines) <= _MAX_LISTED:
         return lines
