@@ -237,6 +237,29 @@ def test_unknown_sort_column_is_a_usage_error_with_suggestions(
     assert "did you mean 'val_balanced_accuracy'" in err
 
 
+def test_sorting_on_a_test_metric_without_a_test_split_is_refused_up_front(
+    tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "no-test"
+    data.mkdir()
+    for name in ("train.csv", "val.csv"):
+        frame = pd.read_csv(splits / name)
+        frame["filepath"] = [str((splits / p).resolve()) for p in frame["filepath"]]
+        frame.to_csv(data / name, index=False)
+    run = tmp_path / "run"
+    status = main(_rank(data, run, cache, "--sort", "test_balanced_accuracy"))
+    out, err = capsys.readouterr()
+
+    assert status == 2
+    assert out == ""
+    assert (
+        "sort metric 'test_balanced_accuracy' (--sort) is scored on the test split, "
+        f"and {str(data)!r} has no test split (only train, val); sort on "
+        "'val_balanced_accuracy' instead, or add a test split"
+    ) in err
+    assert not run.exists()
+
+
 def test_misspelt_model_is_a_usage_error_before_any_work(
     tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -178,6 +178,7 @@ def rank(
             seed=settings.seed,
         )
     )
+    _check_sort_split(sort, dataset.split_names, dataset.source)
     if len(dataset.classes) < 2:
         raise DataError(
             f"dataset {dataset.source!r} has one class in train "
@@ -227,6 +228,8 @@ def rank(
             settings.positive_label,
             val_drawn=val_drawn,
         )
+        # Unreadable test images left out (--skip-bad) can leave no test split.
+        _check_sort_split(sort, manifest.split_names, dataset.source)
         store.sources = {e.digest: Path(e.path) for e in manifest.entries}
         run_info = _run_info(
             dataset,
@@ -382,6 +385,18 @@ def _check_sort(sort: str) -> None:
             f"sort metric {sort!r} is not a leaderboard column{hint} "
             f"Columns: {', '.join(allowed)}"
         )
+
+
+def _check_sort_split(sort: str, splits: Sequence[str], source: str) -> None:
+    """Refuses to sort on a split the data does not have: every row would tie."""
+    split, _, metric = sort.partition("_")
+    if split not in SPLIT_METRICS or split in splits:
+        return
+    raise DataError(
+        f"sort metric {sort!r} (--sort) is scored on the {split} split, and "
+        f"{source!r} has no {split} split (only {', '.join(splits) or 'none'}); "
+        f"sort on 'val_{metric}' instead, or add a {split} split"
+    )
 
 
 def _preprocessing_or_none(spec: str) -> Preprocessing | None:
