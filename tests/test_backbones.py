@@ -8,6 +8,7 @@ import errno
 import hashlib
 import importlib
 import socket
+import textwrap
 import urllib.error
 from pathlib import Path
 
@@ -314,6 +315,31 @@ def test_checkpoint_needing_pickled_code_is_refused(tmp_path: Path) -> None:
         match=r"needs pickled code \(argparse\.Namespace\)(.|\n)*save_file",
     ):
         create_backbone("test_resnet", weights={"test_resnet": path})
+
+
+def test_a_pickled_whole_model_is_refused_with_advice_that_works(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "whole_model.pt"
+    torch.manual_seed(1)
+    model = timm.create_model("test_resnet", num_classes=0)
+    torch.save(model, path)
+
+    with pytest.raises(UnsafeCheckpointError) as caught:
+        create_backbone("test_resnet", weights={"test_resnet": path})
+    message = str(caught.value)
+    assert "needs pickled code (timm.models.resnet.ResNet)" in message
+    assert "torch.save(model.state_dict(), 'weights.pt'), and pass that file" in message
+
+    # The advice, followed as the user would on a file they trust.
+    plain = tmp_path / "weights.pt"
+    torch.save(torch.load(path, weights_only=False).state_dict(), plain)
+    exec(textwrap.dedent(message.split(":\n", 1)[1]), {})
+    expected = model.state_dict()
+    for given in (plain, path.with_suffix(".safetensors")):
+        loaded = create_backbone("test_resnet", weights={"test_resnet": given})
+        state = loaded.model.state_dict()
+        assert all(torch.equal(state[key], expected[key]) for key in expected)
 
 
 def test_checkpoint_for_another_model_names_the_keys(tmp_path: Path) -> None:

@@ -311,6 +311,24 @@ def test_weights_without_equals_sign_is_a_usage_error(
     assert "--weights takes NAME=PATH, got 'x'" in err
 
 
+def test_a_weights_file_that_is_not_there_names_the_option_and_the_backbone(
+    tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    argv = _rank(splits, run, cache, "--weights", "test_resnet=nonexist.pt")
+    status = main(argv)
+    out, err = capsys.readouterr()
+
+    assert status == 2
+    assert out == ""
+    assert (
+        "lazyvision: error: weights (--weights) for backbone 'test_resnet': "
+        "'nonexist.pt' does not exist; give the path of a .safetensors or torch "
+        "checkpoint file"
+    ) in err
+    assert not run.exists()
+
+
 @pytest.mark.parametrize("models", ["", " , "])
 def test_empty_models_is_a_usage_error(
     tmp_path: Path,

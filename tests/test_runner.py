@@ -167,6 +167,25 @@ def test_broken_checkpoint_becomes_a_row(tmp_path: Path, digits_splits: Path) ->
     assert rows.loc["pixels", "status"] == "ok"
 
 
+def test_a_checkpoint_gone_before_the_run_becomes_a_row(
+    tmp_path: Path, digits_splits: Path
+) -> None:
+    path = tmp_path / "gone.safetensors"
+    path.write_bytes(b"soon deleted")
+    settings = Settings(num_resamples=0, num_workers=0, weights={"test_resnet": path})
+    path.unlink()
+    board = rank(
+        digits_splits,
+        models=["test_resnet", "pixels"],
+        output=tmp_path / "run",
+        settings=settings,
+    )
+    rows = board.set_index("model")
+    assert rows.loc["test_resnet", "status"] == "failed"
+    assert "does not exist" in rows.loc["test_resnet", "reason"]
+    assert rows.loc["pixels", "status"] == "ok"
+
+
 def test_a_rerun_with_other_models_keeps_the_earlier_backbones_ranked(
     tmp_path: Path, digits_splits: Path
 ) -> None:
@@ -500,6 +519,11 @@ def test_asking_for_a_missing_gpu_is_refused_up_front() -> None:
         ({"num_workers": -1}, r"num_workers \(--workers\) must be 0 or more, got -1"),
         ({"device": "quantum"}, r"device \(--device\): device 'quantum' is not"),
         ({"precision": "int4"}, r"precision \(--precision\) must be one of auto,"),
+        (
+            {"weights": {"resnet18": "nonexist.pt"}},
+            r"^weights \(--weights\) for backbone 'resnet18': 'nonexist\.pt' does "
+            "not exist; give the path of a .safetensors or torch checkpoint file$",
+        ),
     ],
 )
 def test_settings_refuse_values_that_mean_nothing(

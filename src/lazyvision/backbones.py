@@ -114,12 +114,17 @@ _WEIGHT_PACKAGES: dict[str, tuple[str, str, str]] = {
 }
 _PACKAGE_CLASSIFIER_PREFIX = "_fc."
 
-# Shown to the user; three lines they run themselves on a file they trust.
+# Shown to the user; lines they run themselves on a file they trust. A file of
+# torch.save(model) loads as the module, a training checkpoint as a dict.
 _CONVERT_RECIPE = (
     "    import torch, safetensors.torch\n"
     "    state = torch.load({source!r}, map_location='cpu', weights_only=False)\n"
+    "    if isinstance(state, torch.nn.Module):\n"
+    "        state = state.state_dict()\n"
+    "    elif 'state_dict' in state:\n"
+    "        state = state['state_dict']\n"
     "    safetensors.torch.save_file({{k: v.contiguous() for k, v in "
-    "state['state_dict'].items()}}, {target!r})"
+    "state.items()}}, {target!r})"
 )
 
 
@@ -787,9 +792,12 @@ def _read_checkpoint(path: Path, *, spec: ModelSpec) -> dict[str, torch.Tensor]:
         )
         raise UnsafeCheckpointError(
             f"weights file {str(path)!r} needs pickled code ({needed.group(1)}) to "
-            "load, which could run anything, so it is refused. If you trust the "
-            "file, convert it to safetensors once (adjust the key to where its "
-            f"weights are):\n{recipe}"
+            "load, which could run anything, so it is refused. Save only the "
+            "weights instead: in the code that made the file, "
+            "torch.save(model.state_dict(), 'weights.pt'), and pass that file. Or, "
+            "if you trust this file, convert it to safetensors once, where the code "
+            "it names can be imported (for a checkpoint that keeps its weights "
+            f"under another key than 'state_dict', use that key):\n{recipe}"
         ) from err
     except (RuntimeError, OSError, EOFError, ValueError) as err:
         raise WeightsError(

@@ -33,7 +33,7 @@ from lazyvision.cache import (
     write_json_atomic,
 )
 from lazyvision.data import Sample
-from lazyvision.errors import BudgetExceeded, DataError
+from lazyvision.errors import BudgetExceeded, DataError, ImageError
 from lazyvision.features import (
     Extraction,
     PixelStore,
@@ -235,7 +235,8 @@ def result_key(spec: str, manifest: Manifest, settings: Settings) -> str:
     weights = settings.weights.get(spec)
     weights_id = None
     if weights is not None:
-        with contextlib.suppress(OSError):
+        # A file that cannot be read fails the backbone's load, with its reason.
+        with contextlib.suppress(OSError, ImageError):
             weights_id = file_digest(Path(weights))
     device = resolve_device(settings.device)
     # Added only when used, so results without repeats keep their keys.

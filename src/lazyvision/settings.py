@@ -35,7 +35,7 @@ class Settings:
         num_resamples: Bootstrap resamples for the 95% intervals: 0 for none,
             else at least :data:`MIN_RESAMPLES`.
         seed: Seed of the bootstraps and of a drawn validation split.
-        weights: Local checkpoint per backbone name.
+        weights: Local checkpoint file per backbone name; each must exist.
         allow_download: Whether timm may fetch weights from its hub.
         max_seconds_per_model: Time budget of one backbone, or ``None``.
         max_pixels: Images with more pixels are rejected as decompression bombs.
@@ -105,6 +105,8 @@ class Settings:
             resolve_device(self.device)
         except ModelError as err:
             raise DataError(f"device (--device): {err}") from err
+        for name, path in self.weights.items():
+            _check_weights_file(name, path)
         for name in ("max_latency_ms", "max_params"):
             limit = getattr(self, name)
             if limit is not None and not (
@@ -114,3 +116,15 @@ class Settings:
                 raise DataError(
                     f"{name} ({flag}) must be 0 or more, or None; got {limit!r}"
                 )
+
+
+def _check_weights_file(name: str, path: str | Path) -> None:
+    """Refuses a checkpoint path that names no file, with the backbone it is for."""
+    where = Path(path).expanduser()
+    if where.is_file():
+        return
+    problem = "is not a file" if where.exists() else "does not exist"
+    raise DataError(
+        f"weights (--weights) for backbone {name!r}: {str(path)!r} {problem}; give "
+        "the path of a .safetensors or torch checkpoint file"
+    )
