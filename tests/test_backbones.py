@@ -503,8 +503,12 @@ def test_url_weights_without_download_raise(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     expected = r"xception.*downloads are off.*--weights xception=PATH"
-    with pytest.raises(WeightsError, match=expected):
+    with pytest.raises(WeightsError, match=expected) as caught:
         create_backbone("xception", allow_download=False)
+    # The Python spellings name what rank takes: its settings, not a keyword.
+    message = str(caught.value)
+    assert "(--offline, or Settings(allow_download=False))" in message
+    assert "(in Python, settings=Settings(weights={'xception': path}))" in message
 
 
 def test_url_weights_are_named_by_their_file_and_host_not_the_hub(
@@ -636,7 +640,7 @@ def test_unreachable_hub_fails_later_loads_at_once(
     assert "unreachable earlier in this process" in message
     assert "HF_HUB_OFFLINE" not in message
     for advice in (
-        "--offline",
+        "--offline (Settings(allow_download=False) in Python)",
         "--weights test_resnet=PATH",
         "tf_efficientnet_lite0, tf_efficientnet_lite1, tf_efficientnet_lite2",
         "'test_resnet@random'",

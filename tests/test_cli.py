@@ -311,6 +311,35 @@ def test_weights_without_equals_sign_is_a_usage_error(
     assert "--weights takes NAME=PATH, got 'x'" in err
 
 
+def test_negative_limits_are_refused_in_words_for_the_command_line(
+    tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    status = main(_rank(splits, run, cache, "--max-latency-ms", "-1"))
+    err = capsys.readouterr().err
+    assert status == 2
+    assert (
+        "max_latency_ms (--max-latency-ms) must be a number of 0 or more, got -1.0; "
+        "for no limit, leave --max-latency-ms out (max_latency_ms=None in Python)"
+    ) in err
+
+    # "-5M" looks like an option to argparse; it still reaches the check.
+    with pytest.raises(SystemExit) as raised:
+        main(_rank(splits, run, cache, "--max-params", "-5M"))
+    err = capsys.readouterr().err
+    assert raised.value.code == 2
+    assert (
+        "argument --max-params: '-5M' is a negative parameter count; give 0 or "
+        "more, e.g. 25M, or leave the option out for no limit"
+    ) in err
+    with pytest.raises(SystemExit):
+        main(["check", str(splits), "--max-pixels", "-2M"])
+    assert "argument --max-pixels: '-2M' is not a pixel count" in (
+        capsys.readouterr().err
+    )
+    assert not run.exists()
+
+
 def test_a_weights_file_that_is_not_there_names_the_option_and_the_backbone(
     tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -571,16 +571,17 @@ def _load_weights(
         advice = (
             f". The model hub could not be reached ({_hub_failure}), so no "
             "download is tried again in this process. Run with --offline "
-            "(allow_download=False) to use only cached weights, pass a checkpoint "
-            f"with --weights {spec.name}=PATH, use a packaged model ({packaged}), "
+            "(Settings(allow_download=False) in Python) to use only cached "
+            f"weights, pass a checkpoint with --weights {spec.name}=PATH, use a "
+            f"packaged model ({packaged}), "
             f"or {spec.name + RANDOM_SUFFIX!r} for a random-weight control"
         )
     else:
         advice = (
             f". Pass a checkpoint with --weights {spec.name}=PATH (in Python, "
-            f"weights={{{spec.name!r}: path}}), allow downloads (drop --offline and "
-            f"HF_HUB_OFFLINE), or use {spec.name + RANDOM_SUFFIX!r} for a "
-            "random-weight control"
+            f"settings=Settings(weights={{{spec.name!r}: path}})), allow downloads "
+            f"(drop --offline and HF_HUB_OFFLINE), or use "
+            f"{spec.name + RANDOM_SUFFIX!r} for a random-weight control"
         )
     raise WeightsError(
         f"no weights for model {spec.text!r} ({architecture}): "
@@ -717,7 +718,7 @@ def _connection_error_types() -> tuple[type[Exception], ...]:
 def _why_no_download(*, allow_download: bool) -> str | None:
     """Why no download may be tried now, or None when one may."""
     if not allow_download:
-        return "downloads are off (--offline, or allow_download=False)"
+        return "downloads are off (--offline, or Settings(allow_download=False))"
     if _hub_failure is not None:
         return "the hub was unreachable earlier in this process"
     if _hub_offline():

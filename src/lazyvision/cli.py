@@ -64,7 +64,9 @@ _UNWRITABLE_ERRNOS = frozenset(
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(
+        _attach_negative_values(sys.argv[1:] if argv is None else argv)
+    )
     _configure_logging(args.verbose)
     # lazyvision names each image over the pixel limit itself; Pillow's warning
     # about the same image, with a path into Pillow, would only come first.
@@ -96,6 +98,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # the top level: say what broke, in one line
         return _unexpected(err)
     return status
+
+
+def _attach_negative_values(argv: Sequence[str]) -> list[str]:
+    """Writes "--option -5M" as "--option=-5M", so the option's check sees it.
+
+    argparse takes a value that starts with "-" for another option unless it is a
+    plain negative number, and would answer "expected one argument" for a
+    negative count with a unit, rather than what is wrong with it.
+    """
+    attached: list[str] = []
+    for position, token in enumerate(argv):
+        if token == "--":  # the rest is positional
+            return attached + list(argv[position:])
+        previous = attached[-1] if attached else ""
+        if re.fullmatch(r"--\w[\w-]*", previous) and re.match(r"-\.?[0-9]", token):
+            attached[-1] = f"{previous}={token}"
+        else:
+            attached.append(token)
+    return attached
 
 
 def _load(modules: Sequence[str]) -> None:
@@ -355,6 +376,11 @@ def _workers(text: str) -> int:
 
 def _count(text: str) -> int:
     """A parameter count: "25M", "1.5B", "300k" or a plain number."""
+    if re.match(r"\s*-\.?[0-9]", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is a negative parameter count; give 0 or more, e.g. 25M, or "
+            "leave the option out for no limit"
+        )
     match = re.fullmatch(
         r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmbg]?)\s*", text.lower()
     )

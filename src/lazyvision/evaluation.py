@@ -598,7 +598,8 @@ def check_repeats(settings: Settings, *, val_drawn: bool, source: str) -> None:
             f"num_repeats (--repeats) is {settings.num_repeats!r}, but repeats need "
             f"a training set only: {source} gives a val split, and only a split "
             "drawn from train can be redrawn. Give train images only (class "
-            "folders without train/val, or train.csv alone), or use num_repeats=1"
+            "folders without train/val, or train.csv alone), or leave --repeats "
+            "out (num_repeats=1)"
         )
 
 

@@ -114,7 +114,8 @@ class Settings:
             ):
                 flag = "--" + name.replace("_", "-")
                 raise DataError(
-                    f"{name} ({flag}) must be 0 or more, or None; got {limit!r}"
+                    f"{name} ({flag}) must be a number of 0 or more, got {limit!r}; "
+                    f"for no limit, leave {flag} out ({name}=None in Python)"
                 )
 
 
