@@ -535,6 +535,46 @@ def test_settings_refuse_values_that_mean_nothing(
         Settings(**options)
 
 
+def test_float16_on_a_cpu_runs_with_one_warning_naming_the_faster_precision(
+    tmp_path: Path, digits_splits: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import torch
+
+    from lazyvision.features import resolve_precision
+
+    fast = str(resolve_precision("auto", torch.device("cpu"))).removeprefix("torch.")
+    settings = dataclasses.replace(FAST, precision="float16", device="cpu")
+    with caplog.at_level("WARNING", logger="lazyvision"):
+        board = rank(
+            digits_splits,
+            models=["pixels", "test_resnet@random"],
+            output=tmp_path / "run",
+            settings=settings,
+        )
+    assert set(board["status"]) == {"ok"}
+    warned = [r.getMessage() for r in caplog.records if "float16 (" in r.getMessage()]
+    assert warned == [
+        "precision float16 (--precision) on the CPU runs several times slower than "
+        f"{fast}: "
+        + (
+            "bfloat16 is this CPU's fast reduced precision"
+            if fast == "bfloat16"
+            else f"this CPU has no fast reduced precision, so {fast} is faster"
+        )
+        + f"; use --precision {fast}, or auto"
+    ]
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lazyvision"):
+        rank(
+            digits_splits,
+            models=["pixels"],
+            output=tmp_path / "run",
+            settings=dataclasses.replace(settings, precision="float32"),
+        )
+    assert "float16" not in caplog.text
+
+
 def test_a_positive_label_on_a_multiclass_set_is_refused(
     tmp_path: Path, digits_splits: Path
 ) -> None:

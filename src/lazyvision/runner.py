@@ -187,6 +187,7 @@ def rank(
         )
     val_drawn = dataset.val_drawn
     check_repeats(settings, val_drawn=val_drawn, source=repr(dataset.source))
+    _warn_slow_precision(settings)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     run_dir = Path(output) if output is not None else default_run_dir(dataset)
     _check_run_dir_holds(run_dir, dataset)
@@ -396,6 +397,25 @@ def _check_sort_split(sort: str, splits: Sequence[str], source: str) -> None:
         f"sort metric {sort!r} (--sort) is scored on the {split} split, and "
         f"{source!r} has no {split} split (only {', '.join(splits) or 'none'}); "
         f"sort on 'val_{metric}' instead, or add a {split} split"
+    )
+
+
+def _warn_slow_precision(settings: Settings) -> None:
+    """Says once that float16 on a CPU is slow: CPUs compute it in software."""
+    device = resolve_device(settings.device)
+    if settings.precision != "float16" or device.type != "cpu":
+        return
+    fast = str(resolve_precision("auto", device)).removeprefix("torch.")
+    if fast == "bfloat16":
+        advice = "bfloat16 is this CPU's fast reduced precision"
+    else:
+        advice = f"this CPU has no fast reduced precision, so {fast} is faster"
+    logger.warning(
+        "precision float16 (--precision) on the CPU runs several times slower "
+        "than %s: %s; use --precision %s, or auto",
+        fast,
+        advice,
+        fast,
     )
 
 
