@@ -270,6 +270,43 @@ def test_truncated_cache_chunk_is_recomputed(
     )
 
 
+def test_a_backbone_partly_embedded_earlier_says_how_much_was_left(
+    tmp_path: Path, digits_splits: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    without_test = tmp_path / "no-test"
+    without_test.mkdir()
+    for name in ("train.csv", "val.csv"):
+        frame = pd.read_csv(digits_splits / name)
+        frame["filepath"] = [str((digits_splits / p).resolve()) for p in frame.filepath]
+        frame.to_csv(without_test / name, index=False)
+
+    def run_pixels(data: Path, output: str) -> pd.DataFrame:
+        return rank(
+            data,
+            models=["pixels"],
+            output=tmp_path / output,
+            cache_dir=cache,
+            settings=FAST,
+        )
+
+    run_pixels(without_test, "a")
+    num_test = len(pd.read_csv(digits_splits / "test.csv"))
+    with caplog.at_level("INFO", logger="lazyvision"):
+        board = run_pixels(digits_splits, "b")
+    assert board.iloc[0]["num_computed"] == num_test
+    said = [m for r in caplog.records if "already embedded" in (m := r.getMessage())]
+    assert said == [
+        f"pixels: {120 - num_test} of 120 images were already embedded in the "
+        f"cache; embedded the other {num_test}"
+    ]
+
+    caplog.clear()
+    with caplog.at_level("INFO", logger="lazyvision"):
+        run_pixels(digits_splits, "c")
+    assert "already embedded" not in caplog.text  # all of it was: nothing to say
+
+
 _KILL_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
