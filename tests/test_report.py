@@ -373,6 +373,28 @@ def test_dataset_protocol_and_environment_are_shown(binary_run: Path) -> None:
     assert "val balanced accuracy (higher is better)" in text
 
 
+def test_a_run_that_read_every_result_back_says_so(binary_run: Path) -> None:
+    rows = json.loads((binary_run / "leaderboard.json").read_text())
+    for row in rows:
+        row["num_computed"] = 0 if row["model"] == "pixels" else 48
+    (binary_run / "leaderboard.json").write_text(json.dumps(rows))
+    text = write_report(binary_run).read_text(encoding="utf-8")
+    assert (
+        "(took 3 min 30 s; 1 of 3 results read back from an earlier run or the cache)"
+    ) in text
+
+    for row in rows:
+        row["num_computed"] = 0
+    (binary_run / "leaderboard.json").write_text(json.dumps(rows))
+    info = json.loads((binary_run / "run.json").read_text())
+    info["finished"] = info["started"]
+    (binary_run / "run.json").write_text(json.dumps(info))
+    text = write_report(binary_run).read_text(encoding="utf-8")
+    assert (
+        "(took 0 s: every result read back from an earlier run or the cache)"
+    ) in text
+
+
 def test_multiclass_report_has_no_binary_curves(multiclass_run: Path) -> None:
     text = write_report(multiclass_run).read_text(encoding="utf-8")
 

@@ -196,10 +196,7 @@ def _header(run: RunFolder, sections: Sequence[tuple[str, str]]) -> str:
     class_text = f"{len(run.classes)}: " + ", ".join(classes) if classes else MISSING
     if run.positive is not None:
         class_text += f" (positive class: {esc(run.positive)})"
-    date = esc(info.get("started") or info.get("finished"))
-    duration = _duration(info.get("started"), info.get("finished"))
-    if duration:
-        date += f" (took {duration})"
+    date = esc(info.get("started") or info.get("finished")) + _took_text(run)
     items = [
         ("Source", esc(info.get("source"))),
         ("Layout", esc(info.get("layout"))),
@@ -256,6 +253,26 @@ def _sort_text(sort_key: str) -> str:
         words = sort_key.replace("_", " ")
     lower = sort_key in ("latency_ms", "num_params") or not higher_is_better(sort_key)
     return f"{words} ({'lower' if lower else 'higher'} is better)"
+
+
+def _took_text(run: RunFolder) -> str:
+    """How long the run took, and how many results it read back, not computed.
+
+    A rerun that finds every result done takes a second; said alone, its
+    duration would read as if the backbones had cost nothing.
+    """
+    duration = _duration(run.info.get("started"), run.info.get("finished"))
+    scored = [row for row in run.rows if row.get("status") in ("ok", EXCLUDED)]
+    read_back = sum(to_number(row.get("num_computed")) == 0 for row in scored)
+    where = "read back from an earlier run or the cache"
+    if scored and read_back == len(scored):
+        took = f"took {duration}: " if duration else ""
+        return f" ({took}every result {where})"
+    if duration is None:
+        return ""
+    if read_back:
+        return f" (took {duration}; {read_back} of {len(scored)} results {where})"
+    return f" (took {duration})"
 
 
 def _duration(started: object, finished: object) -> str | None:
