@@ -545,6 +545,8 @@ def test_demo_reuses_one_sample_in_the_cache_and_leaves_no_temporary_folder(
     assert list(temporary.iterdir()) == []
     (sample,) = [p for p in cache.iterdir() if p.name.startswith("demo-digits-")]
     assert f"digits sample written to {sample / 'splits'}" in first
+    colours = "each digit is drawn in random ink and paper colours, so raw pixels"
+    assert first.count(colours) == second.count(colours) == 1
     assert f"digits sample reused from {sample / 'splits'}" in second
     assert f"saved to {sample / 'run'}" in second
     assert "read back from an earlier run or the cache, not run again: pixels" in second

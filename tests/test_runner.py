@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -544,6 +545,18 @@ def test_asking_for_a_missing_gpu_is_refused_up_front() -> None:
     else:
         with pytest.raises(ModelError, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+def test_the_readme_imports_what_the_package_exports() -> None:
+    import lazyvision
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    imported = re.findall(r"^from lazyvision import (.+)$", readme, re.MULTILINE)
+    names = {name.strip() for line in imported for name in line.split(",")}
+    assert {"Settings", "rank"} <= names
+    assert names <= set(lazyvision.__all__)
+    assert lazyvision.Settings is Settings  # the class rank takes
+    assert lazyvision.Settings(allow_download=False).allow_download is False
 
 
 @pytest.mark.parametrize(

@@ -453,6 +453,11 @@ def _demo(args: argparse.Namespace) -> int:
         cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
         folder = cache / f"demo-digits-{__version__}"
         splits = _demo_sample(folder)
+    print(
+        "each digit is drawn in random ink and paper colours, so raw pixels score "
+        "poorly: the pretrained backbones show what they add",
+        file=sys.stderr,
+    )
     if args.output is None:
         args.output = str(folder / "run")
     return _run_rank(args, str(splits))

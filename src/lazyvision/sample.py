@@ -1,10 +1,9 @@
 """A small real image set for the demo and the tests: scikit-learn's digits.
 
 The 8x8 scans of handwritten digits that scikit-learn ships are written as
-64-pixel PNG files, each in its own ink and paper colours, in the layout most
-users have: an
-``images/<label>/`` folder and ``splits/{train,val,test}.csv`` files whose paths are
-relative to the CSVs' own folder.
+64-pixel PNG files, each in its own random ink and paper colours, in the layout
+most users have: an ``images/<label>/`` folder and ``splits/{train,val,test}.csv``
+files whose paths are relative to the CSVs' own folder.
 """
 
 from __future__ import annotations
