@@ -675,3 +675,29 @@ def test_offline_default_set_runs_what_has_weights_here(
     assert "lazyvision models --offline" in caplog.text
     # With downloads allowed the default set is left as it is.
     assert _check_models(None, allow_download=True) == list(DEFAULT_MODELS)
+
+
+def test_split_column_and_the_full_list_of_problems_in_python(tmp_path: Path) -> None:
+    lines = ["filepath,label,subset"]
+    for i in range(24):
+        path = tmp_path / f"{i}.png"
+        if i < 12:
+            Image.new("RGB", (16, 16), (20 * i, 10, 200 - 10 * i)).save(path)
+        else:
+            path.write_bytes(b"not a png")  # twelve unreadable files
+        lines.append(f"{i}.png,{'ab'[i % 2]},{['train', 'train', 'val'][i % 3]}")
+    (tmp_path / "all.csv").write_text("\n".join(lines) + "\n")
+    run = tmp_path / "run"
+
+    with pytest.raises(DataError, match=r"more \(see .*run/dataset\.json\)") as caught:
+        rank(
+            tmp_path / "all.csv",
+            models=["pixels"],
+            output=run,
+            settings=FAST,
+            split_column="subset",
+        )
+    assert "12.png" in str(caught.value)
+    assert json.loads((run / "dataset.json").read_text())["layout"] == (
+        "split-column-csv"
+    )

@@ -32,7 +32,7 @@ from lazyvision import __version__
 from lazyvision.errors import DataError, LazyVisionError
 
 if TYPE_CHECKING:
-    from lazyvision.data import Dataset
+    pass
 
 logger = logging.getLogger("lazyvision")
 
@@ -512,7 +512,7 @@ def _run_rank(args: argparse.Namespace, data: str) -> int:
     bars = _ProgressBars()
     try:
         board = rank(
-            _split_column_data(args, data),
+            data,
             models=models,
             output=args.output,
             cache_dir=args.cache_dir,
@@ -523,6 +523,7 @@ def _run_rank(args: argparse.Namespace, data: str) -> int:
             max_seconds=args.max_seconds,
             path_column=args.path_column,
             label_column=args.label_column,
+            split_column=args.split_column,
             image_root=args.image_root,
             on_model_start=bars.start,
         )
@@ -551,25 +552,6 @@ def _run_rank(args: argparse.Namespace, data: str) -> int:
         print(f"report: {write_report(run_dir)}", file=sys.stderr)
     complete = all(row.get("status") in ("ok", "excluded") for row in rows)
     return EXIT_OK if complete else EXIT_PARTIAL
-
-
-def _split_column_data(args: argparse.Namespace, data: str) -> str | Dataset:
-    """The data for rank: as given, or loaded here when --split-column is given."""
-    if args.split_column == "split":
-        return data
-    from lazyvision.data import load_dataset
-
-    # TODO: rank() takes no split column name, so the data set is loaded here and
-    # passed whole; a data error then comes before a misspelt --models is named.
-    # Once rank() takes split_column, pass it like the other data options.
-    return load_dataset(
-        data,
-        path_column=args.path_column,
-        label_column=args.label_column,
-        split_column=args.split_column,
-        image_root=args.image_root,
-        seed=args.seed,
-    )
 
 
 def _run_notes(run_dir: Path) -> list[str]:

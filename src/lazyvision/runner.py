@@ -115,6 +115,7 @@ def rank(
     max_seconds: float | None = None,
     path_column: str = "filepath",
     label_column: str = "label",
+    split_column: str = "split",
     image_root: str | Path | None = None,
     on_model_start: Callable[[str, int], Callable[[int], None] | None] | None = None,
 ) -> pd.DataFrame:
@@ -136,6 +137,7 @@ def rank(
         max_seconds: Time budget of the whole run.
         path_column: File-path column of the CSVs.
         label_column: Label column of the CSVs.
+        split_column: Split column of a single CSV.
         image_root: Folder that relative paths resolve against.
         on_model_start: Called with (spec, number of images) before each backbone;
             may return a progress callback.
@@ -174,6 +176,7 @@ def rank(
             data,
             path_column=path_column,
             label_column=label_column,
+            split_column=split_column,
             image_root=image_root,
             seed=settings.seed,
         )
@@ -213,7 +216,12 @@ def rank(
     try:
         report, digests = _scan(dataset, paths, store, cache, settings)
         _save_dataset_report(run_dir, report)
-        raise_for_problems(report, skip_bad=skip_bad, allow_duplicates=allow_duplicates)
+        raise_for_problems(
+            report,
+            skip_bad=skip_bad,
+            allow_duplicates=allow_duplicates,
+            dataset_json=run_dir / "dataset.json",
+        )
         if report.problems:
             count = len(report.problems)
             logger.warning(
