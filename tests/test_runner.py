@@ -298,8 +298,8 @@ def test_a_backbone_partly_embedded_earlier_says_how_much_was_left(
     assert board.iloc[0]["num_computed"] == num_test
     said = [m for r in caplog.records if "already embedded" in (m := r.getMessage())]
     assert said == [
-        f"pixels: {120 - num_test} of 120 images were already embedded in the "
-        f"cache; embedded the other {num_test}"
+        f"pixels: {120 - num_test} of 120 images already embedded in the "
+        f"cache; embedding the other {num_test}"
     ]
 
     caplog.clear()

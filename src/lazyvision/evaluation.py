@@ -387,17 +387,6 @@ def _embed(
             deadline=deadline,
             progress=progress,
         )
-    # Said after the extraction: only its result tells cached from computed.
-    num_images = len(set(digests))
-    if 0 < extraction.num_computed < num_images:
-        logger.info(
-            "%s: %d of %d images were already embedded in the cache; embedded the "
-            "other %d",
-            spec,
-            num_images - extraction.num_computed,
-            num_images,
-            extraction.num_computed,
-        )
     return backbone, extraction
 
 

@@ -395,6 +395,16 @@ def extract_features(
     with locked(store.lock_path):
         cached = store.load()
         missing = list(dict.fromkeys(d for d in digests if d not in cached))
+        num_images = len(set(digests))
+        if 0 < len(missing) < num_images:
+            logger.info(
+                "%s: %d of %d images already embedded in the cache; embedding the "
+                "other %d",
+                backbone.name,
+                num_images - len(missing),
+                num_images,
+                len(missing),
+            )
         if progress is not None and len(digests) > len(missing):
             progress(len(digests) - len(set(missing)))
         start = time.perf_counter()
