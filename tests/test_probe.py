@@ -186,3 +186,23 @@ def test_renaming_the_classes_changes_neither_strength_nor_predictions(
         second.predict_proba(x[150:])[:, renamed],
         atol=1e-4,
     )
+
+
+def test_features_that_never_beat_the_class_frequencies_stop_at_a_clear_climb(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 256))
+    y = rng.integers(0, 10, 400)
+    args = (x[:260], y[:260], x[260:], y[260:])
+    early = fit_probe(*args, num_classes=10)
+    full = _full_sweep(monkeypatch, *args)
+
+    assert early.C == full.C
+    losses = [loss for c, _, loss in early.sweep if c in DEFAULT_C_GRID]
+    # The loss never fell below its value at the strongest regularisation, and
+    # the sweep ended at the first step clearly above its best.
+    assert min(losses) == pytest.approx(losses[0], rel=1e-3)
+    assert losses[-1] > min(losses) * (1 + RISE_TOLERANCE)
+    assert all(loss <= min(losses) * (1 + RISE_TOLERANCE) for loss in losses[:-1])
+    assert len(losses) < len(DEFAULT_C_GRID)

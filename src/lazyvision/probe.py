@@ -224,7 +224,10 @@ def _sweep(
         since_improved = 0 if improved else since_improved + 1
         # Weaker strengths than these only fit the training rows more closely,
         # and take the most iterations: half the sweep's time past the best.
-        if top_loss < plateau and (since_improved >= patience or climbing):
+        # A clear climb ends the sweep even where the loss never left the
+        # plateau: features that say nothing of the classes only overfit from
+        # there on, and the wandering along the plateau is far smaller.
+        if climbing or (top_loss < plateau and since_improved >= patience):
             break
     coarse_best = _best(sweep)
     for c in (coarse_best / REFINE_FACTOR, coarse_best * REFINE_FACTOR):
