@@ -557,6 +557,50 @@ def test_misspelled_split_column_is_not_read_as_train_only(tmp_path: Path) -> No
         load_dataset(path)
 
 
+def _fold_rows() -> list[tuple[str, ...]]:
+    folds = ["train", "train", "val", "test"] * 3
+    return [("filepath", "label", "fold")] + [
+        (f"i{i}.png", "ab"[i % 2], fold) for i, fold in enumerate(folds)
+    ]
+
+
+def test_split_names_in_another_column_are_not_read_as_training_rows(
+    tmp_path: Path,
+) -> None:
+    path = write_csv(tmp_path / "all.csv", _fold_rows())
+    with pytest.raises(
+        DataError,
+        match=r"all.csv has no 'split' column, but column 'fold' holds split names "
+        r"\('test', 'train', 'val'\); name it with --split-column fold",
+    ):
+        load_dataset(path)
+
+
+def test_a_named_split_column_that_is_missing_is_refused(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "all.csv", _fold_rows())
+    with pytest.raises(DataError, match=r"split column 'subset' not in all.csv"):
+        load_dataset(path, split_column="subset")
+
+
+def test_split_column_is_ignored_with_a_warning_for_split_csvs(
+    tmp_path: Path,
+) -> None:
+    write_csv(tmp_path / "train.csv", labelled_rows("t", ["a", "b"] * 3))
+    write_csv(tmp_path / "val.csv", labelled_rows("v", ["a", "b"]))
+    for i in range(6):
+        save_image(tmp_path / f"t{i}.png", seed=i)
+    for i in range(2):
+        save_image(tmp_path / f"v{i}.png", seed=10 + i)
+
+    dataset = load_dataset(tmp_path, split_column="fold")
+
+    assert len(dataset.split("val")) == 2
+    assert any(
+        "split_column (--split-column) applies to one CSV" in warning
+        for warning in dataset.warnings
+    )
+
+
 def test_csv_file_without_split_column_is_a_training_set(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "train.csv", labelled_rows("t", ["a", "b"] * 5))
     write_csv(tmp_path / "val.csv", labelled_rows("v", ["a", "b"]))

@@ -32,6 +32,8 @@ from lazyvision.errors import DataError
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+#: The split column of a single CSV, unless named otherwise.
+DEFAULT_SPLIT_COLUMN = "split"
 #: From this many classes on, a set where most training labels occur once is
 #: flagged: a path or an id column taken for the labels looks like that.
 MANY_LABELS = 20
@@ -130,7 +132,7 @@ def load_dataset(
     *,
     path_column: str = "filepath",
     label_column: str = "label",
-    split_column: str = "split",
+    split_column: str = DEFAULT_SPLIT_COLUMN,
     image_root: str | Path | None = None,
     val_fraction: float = 0.2,
     seed: int = 0,
@@ -221,6 +223,12 @@ def _read_dataset(
         samples, identifier_hint = _read_split_csvs(
             source_path, path_column, label_column, root, warnings
         )
+        if split_column != DEFAULT_SPLIT_COLUMN:
+            warnings.append(
+                f"split_column (--split-column) applies to one CSV with a split "
+                f"column; {source!r} holds train.csv, val.csv and test.csv, whose "
+                "names give the splits, so it is ignored"
+            )
     elif source_path.is_dir():
         if (source_path / "val.csv").is_file():
             raise DataError(
@@ -232,7 +240,7 @@ def _read_dataset(
         given = {
             "path_column (--path-column)": path_column != "filepath",
             "label_column (--label-column)": label_column != "label",
-            "split_column (--split-column)": split_column != "split",
+            "split_column (--split-column)": split_column != DEFAULT_SPLIT_COLUMN,
             "image_root (--image-root)": root is not None,
         }
         warnings += _unused_option_warnings(
@@ -613,9 +621,14 @@ def _read_split_column_csv(
     table = read_csv(path, warnings=warnings)
     paths = table.column(path_column, "path")
     labels = table.column(label_column, "label")
-    if split_column in table.header or table.close_matches(split_column):
+    if (
+        split_column in table.header
+        or table.close_matches(split_column)
+        or split_column != DEFAULT_SPLIT_COLUMN  # named, so meant: say it is missing
+    ):
         splits = table.column(split_column, "split")
     else:
+        _refuse_unnamed_split_column(table, split_column)
         splits = ["train"] * len(paths)
         siblings = [
             name for name in ("val.csv", "test.csv") if (path.parent / name).is_file()
@@ -656,6 +669,25 @@ def _read_split_column_csv(
     )
     used = (path_column, label_column, split_column)
     return samples, identifier_hint([table], label_column, used=used)
+
+
+def _refuse_unnamed_split_column(table: Table, split_column: str) -> None:
+    """Raises when another column holds nothing but split names.
+
+    Read as a training set only, such a CSV would put its val and test rows into
+    training without a word; the column is named, not guessed.
+    """
+    for index, column in enumerate(table.header):
+        values = {record[index].strip().casefold() for record in table.records}
+        values.discard("")
+        named = {_SPLIT_ALIASES.get(value) for value in values}
+        if values and None not in named and len(named) > 1 and "train" in named:
+            raise DataError(
+                f"{table.name} has no {split_column!r} column, but column {column!r} "
+                f"holds split names ({_quoted(sorted(values))}); name it with "
+                f"--split-column {column} (split_column={column!r} in Python), or "
+                "rename it to 'split'"
+            )
 
 
 def _make_sample(

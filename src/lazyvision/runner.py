@@ -45,7 +45,7 @@ from lazyvision.cache import (
     write_json_atomic,
 )
 from lazyvision.check import DatasetReport, check_dataset, raise_for_problems
-from lazyvision.data import Dataset, load_dataset
+from lazyvision.data import DEFAULT_SPLIT_COLUMN, Dataset, load_dataset
 from lazyvision.errors import DataError, ImageError, LazyVisionError, ModelError
 from lazyvision.evaluation import (
     SPLIT_METRICS,
@@ -115,7 +115,7 @@ def rank(
     max_seconds: float | None = None,
     path_column: str = "filepath",
     label_column: str = "label",
-    split_column: str = "split",
+    split_column: str = DEFAULT_SPLIT_COLUMN,
     image_root: str | Path | None = None,
     on_model_start: Callable[[str, int], Callable[[int], None] | None] | None = None,
 ) -> pd.DataFrame:
