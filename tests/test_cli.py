@@ -212,7 +212,7 @@ def test_a_rerun_with_other_models_lists_the_earlier_ones_and_says_so(
     assert sorted(_table_models(out)) == ["pixels", "test_resnet@random"]
     assert f"note: also ranked, finished in {run} by an earlier run on the same " in err
     assert "settings: pixels\n" in err
-    reused = [line for line in err.splitlines() if "not run again" in line]
+    reused = [line for line in err.splitlines() if "run through the" in line]
     assert not any("pixels" in line for line in reused)  # that note is for --models
     assert len(pd.read_csv(run / "leaderboard.csv")) == 2
 
@@ -549,7 +549,10 @@ def test_demo_reuses_one_sample_in_the_cache_and_leaves_no_temporary_folder(
     assert first.count(colours) == second.count(colours) == 1
     assert f"digits sample reused from {sample / 'splits'}" in second
     assert f"saved to {sample / 'run'}" in second
-    assert "read back from an earlier run or the cache, not run again: pixels" in second
+    assert (
+        "embeddings read back from an earlier run or the cache, no image run "
+        "through the backbone again: pixels"
+    ) in second
     assert not [p for p in cache.iterdir() if p.name.startswith(".demo-digits-")]
     assert main(["report", str(sample / "run")]) == 0
 
@@ -655,7 +658,10 @@ def test_ctrl_c_keeps_what_finished_and_the_rerun_resumes(
     # The same command again, in this process: it spares a second start-up.
     capsys.readouterr()
     assert main(arguments) == 0
-    reused = "note: read back from an earlier run or the cache, not run again: "
+    reused = (
+        "note: embeddings read back from an earlier run or the cache, no image run "
+        "through the backbone again: "
+    )
     assert reused + "pixels (1 of 3)" in capsys.readouterr().err
     board = pd.read_csv(run / "leaderboard.csv").set_index("model")
     assert sorted(board.index) == sorted(models.split(","))
@@ -775,3 +781,17 @@ def test_ctrl_c_prints_the_leaderboard_in_the_asked_order_with_what_never_ran(
     assert main(["report", str(run)]) == 0
     html = (run / "report.html").read_text()
     assert "2 ranked of 3, 1 interrupted" in html
+
+
+def test_limits_that_exclude_every_backbone_say_so(
+    tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(_rank(splits, tmp_path / "run", cache, "--max-latency-ms", "0"))
+    captured = capsys.readouterr()
+
+    assert status == 0  # nothing failed: the limits did what they were asked
+    assert "note: every backbone is over --max-latency-ms or --max-params" in (
+        captured.err
+    )
+    board = pd.read_csv(tmp_path / "run" / "leaderboard.csv")
+    assert set(board["status"]) == {"excluded"}

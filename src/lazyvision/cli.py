@@ -542,7 +542,7 @@ def _run_rank(args: argparse.Namespace, data: str) -> int:
     own = [row for row in rows if row.get("model") not in earlier]
     left_out = list(board.attrs.get("left_out_models", []))
     print(file=sys.stderr)
-    notes = _run_notes(run_dir) + _reuse_notes(own)
+    notes = _run_notes(run_dir) + _reuse_notes(own) + _limit_notes(rows)
     for note in notes + _folder_notes(run_dir, earlier, left_out):
         print(f"note: {note}", file=sys.stderr)
     print(f"saved to {run_dir}", file=sys.stderr)
@@ -564,7 +564,7 @@ def _run_notes(run_dir: Path) -> list[str]:
 
 
 def _reuse_notes(rows: Sequence[Mapping[Hashable, Any]]) -> list[str]:
-    """Which backbones came back from earlier work rather than being run again."""
+    """Which backbones ran on no image: their embeddings were all cached."""
     reused = [
         str(row.get("model"))
         for row in rows
@@ -573,8 +573,19 @@ def _reuse_notes(rows: Sequence[Mapping[Hashable, Any]]) -> list[str]:
     if not reused:
         return []
     return [
-        "read back from an earlier run or the cache, not run again: "
-        f"{', '.join(reused)} ({len(reused)} of {len(rows)})"
+        "embeddings read back from an earlier run or the cache, no image run "
+        f"through the backbone again: {', '.join(reused)} ({len(reused)} of "
+        f"{len(rows)})"
+    ]
+
+
+def _limit_notes(rows: Sequence[Mapping[Hashable, Any]]) -> list[str]:
+    """Says so when the limits left no backbone ranked."""
+    if not rows or any(row.get("status") != "excluded" for row in rows):
+        return []
+    return [
+        "every backbone is over --max-latency-ms or --max-params (the reasons are "
+        "in the table), so none is ranked; raise the limits or leave them out"
     ]
 
 
