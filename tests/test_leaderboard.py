@@ -155,7 +155,10 @@ def test_legend_names_the_precision_speeds_were_measured_in() -> None:
 
     same = format_leaderboard(rows("bfloat16"), sort_metric="val_balanced_accuracy")
     mixed = format_leaderboard(rows("float32"), sort_metric="val_balanced_accuracy")
-    assert same.splitlines()[-1] == "img/s: images embedded per second, in bfloat16"
+    assert (
+        same.splitlines()[-1]
+        == "img/s: images embedded per second after the first batch, in bfloat16"
+    )
     assert mixed.splitlines()[-1].endswith("each in its own precision (--wide)")
     wide = format_leaderboard(
         rows("bfloat16"), sort_metric="val_balanced_accuracy", wide=True

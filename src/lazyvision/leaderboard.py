@@ -793,6 +793,7 @@ def _speed_note(rows: Sequence[Mapping[str, Any]]) -> str | None:
     }
     if not precisions:
         return None
+    speed = "img/s: images embedded per second after the first batch"
     if len(precisions) == 1:
-        return f"img/s: images embedded per second, in {precisions.pop()}"
-    return "img/s: images embedded per second, each in its own precision (--wide)"
+        return f"{speed}, in {precisions.pop()}"
+    return f"{speed}, each in its own precision (--wide)"
