@@ -23,6 +23,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from lazyvision.check import check_dataset
+from lazyvision.data import load_dataset
 from lazyvision.errors import DataError
 from lazyvision.report import write_report
 
@@ -212,6 +214,7 @@ def _write_run(
         "duplicates": [{"first": sample(*samples[0]), "second": sample(*samples[1])}],
         "near_duplicates": [],
         "near_duplicate_distance": 4,
+        "copies_within_splits": [],
         "ignored": [],
         "notes": ["val was drawn from train: 20% stratified, seed 0"],
         "warnings": [],
@@ -541,3 +544,44 @@ def test_names_wrap_at_separators_and_pairs_show_thumbnails(binary_run: Path) ->
     # The fixture deleted the first file of the pair.
     assert dataset.count('<div class="sample"><img src="data:image/') == 1
     assert '<span class="nothumb">no image</span>' in dataset
+
+
+def _save_picture(path: Path, seed: int) -> Path:
+    """A smooth random picture, so that only byte copies match each other."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    coarse = np.random.default_rng(seed).integers(0, 256, (4, 4, 3), np.uint8)
+    Image.fromarray(coarse).resize((32, 32), Image.Resampling.BICUBIC).save(path)
+    return path
+
+
+def _dataset_part(run_dir: Path, data: Path) -> str:
+    """The report's dataset section, after checking ``data`` as a run does."""
+    report = check_dataset(load_dataset(data))
+    (run_dir / "dataset.json").write_text(json.dumps(report.to_dict()))
+    text = write_report(run_dir).read_text(encoding="utf-8")
+    return text.split('<section id="dataset">')[1].split("</section>")[0]
+
+
+def test_copies_within_a_split_are_a_finding_of_their_own(
+    binary_run: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    for index, (split, label) in enumerate(
+        [("train", "a"), ("train", "b"), ("val", "a"), ("val", "b")]
+    ):
+        _save_picture(data / split / label / f"{index}.png", seed=index)
+    copy = data / "train" / "a" / "copy.png"
+    copy.write_bytes((data / "train" / "a" / "0.png").read_bytes())
+
+    found = _dataset_part(binary_run, data)
+    assert "<h3>Copies within a split</h3>" in found
+    assert "origin: train/a/0.png" in found and "origin: train/a/copy.png" in found
+    assert not re.search(r"None found: [^<]*copies within a split", found)
+
+    copy.unlink()
+    clean = _dataset_part(binary_run, data)
+    assert "<h3>Copies within a split</h3>" not in clean
+    assert re.search(r"None found: [^<]*copies within a split", clean)
+    # The raw key never reaches the table of sizes, modes and formats.
+    for section in (found, clean):
+        assert "copies_within_splits" not in section

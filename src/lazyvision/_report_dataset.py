@@ -29,6 +29,7 @@ MAX_OPEN_PAIRS = 6
 _PAIR_LISTS = {
     "duplicates": "Duplicates",
     "near_duplicates": "Near duplicates",
+    "copies_within_splits": "Copies within a split",
 }
 _OTHER_LISTS = ("problems", "warnings", "notes", "ignored")
 # Shown in the header already, in the table of counts, or with the pairs.
@@ -113,6 +114,12 @@ def _pairs_html(run: RunFolder, key: str, pairs: Sequence[Any]) -> str:
             f"{len(pairs)} pairs of images in different splits look alike{limit}. "
             "A model can score on val or test by remembering train, so these "
             "scores may be optimistic."
+        )
+    elif key == "copies_within_splits":
+        intro = (
+            f"{len(pairs)} pairs of different files with the same bytes in one "
+            "split, under one label. Each copy is kept as an image of its own, so "
+            "a copied picture weighs more in training or is scored more than once."
         )
     else:
         intro = f"{len(pairs)} pairs of files with the same bytes."
