@@ -353,6 +353,40 @@ def test_copies_within_a_split_are_kept_and_reported(
     )
 
 
+def test_one_file_in_two_splits_is_named_as_such_with_both_labels(
+    tmp_path: Path,
+) -> None:
+    make_split_csvs(
+        tmp_path,
+        {
+            "train": [("img/0.png", "a"), ("img/1.png", "b"), ("img/2.png", "a")],
+            "val": [("img/3.png", "a"), ("img/2.png", "b")],
+            "test": [("img/4.png", "a"), ("img/5.png", "b")],
+        },
+    )
+    # Beside it, another file with the same bytes and label.
+    (tmp_path / "img" / "5.png").write_bytes((tmp_path / "img/1.png").read_bytes())
+
+    report = check_dataset(load_dataset(tmp_path))
+
+    lines = [
+        "  train.csv row 4              =  val.csv row 3: the same file img/2.png in "
+        "train and val, labelled 'a' in train and 'b' in val",
+        "  train.csv row 3 (img/1.png)  =  test.csv row 3 (img/5.png)",
+    ]
+    assert "\n".join(lines) in report.render()
+    with pytest.raises(DataError) as raised:
+        raise_for_problems(report, skip_bad=False, allow_duplicates=False)
+    assert str(raised.value) == (
+        "2 byte-identical files in two splits, which would score a model on images "
+        "it was trained on:\n"
+        + "\n".join(lines)
+        + "\nRemove one copy of each (of a file listed in two splits, its row in one "
+        "of them), keeping the one whose label is right where the labels differ, "
+        "or go on anyway (allow_duplicates=True, --allow-duplicates)."
+    )
+
+
 def test_allowed_duplicates_are_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -366,7 +400,8 @@ def test_allowed_duplicates_are_a_warning(
         raise_for_problems(report, skip_bad=False, allow_duplicates=True)
 
     assert len(report.duplicates) == 1
-    assert "going on with 1 byte-identical file in two splits" in caplog.text
+    assert "going on with 1 file listed in two splits" in caplog.text
+    assert "train.csv row 3  =  val.csv row 2: the same file tr/1.png" in caplog.text
 
 
 def test_reencoded_resized_copy_is_a_near_duplicate_warning(

@@ -540,7 +540,8 @@ def test_names_wrap_at_separators_and_pairs_show_thumbnails(binary_run: Path) ->
 
     assert "vit_<wbr>tiny_<wbr>patch16_<wbr>224" in text
     dataset = text.split('<section id="dataset">')[1].split("</section>")[0]
-    assert "1 pairs of files with the same bytes." in dataset
+    assert "1 pair of files with the same bytes in different splits." in dataset
+    assert "The 1 pair</summary>" in dataset
     # The fixture deleted the first file of the pair.
     assert dataset.count('<div class="sample"><img src="data:image/') == 1
     assert '<span class="nothumb">no image</span>' in dataset
@@ -585,3 +586,27 @@ def test_copies_within_a_split_are_a_finding_of_their_own(
     # The raw key never reaches the table of sizes, modes and formats.
     for section in (found, clean):
         assert "copies_within_splits" not in section
+
+
+def test_one_file_in_two_splits_is_named_with_both_labels(
+    binary_run: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    rows = {
+        "train": [("img/0.png", "a"), ("img/1.png", "b"), ("img/2.png", "a")],
+        "val": [("img/3.png", "a"), ("img/2.png", "b")],
+    }
+    for split, files in rows.items():
+        for file, _ in files:
+            _save_picture(data / file, seed=int(Path(file).stem))
+        lines = ["filepath,label", *(f"{file},{label}" for file, label in files)]
+        (data / f"{split}.csv").write_text("\n".join(lines) + "\n")
+
+    found = _dataset_part(binary_run, data)
+    assert "1 file listed in two splits. A model is then scored" in found
+    assert "The 1 pair</summary>" in found and "1 pairs" not in found
+    assert "<th>note</th>" in found
+    assert (
+        "the same file in train and val; labelled &#x27;a&#x27; in train, "
+        "&#x27;b&#x27; in val"
+    ) in found

@@ -1,8 +1,10 @@
 """The report's dataset section: counts per split and class, and what was found.
 
-Pairs of duplicate and near-duplicate images are shown side by side as small
-thumbnails, one line a pair, so a reader can judge a pair at a glance; the lists
-of problems, warnings and ignored files follow, then image sizes and formats.
+Pairs of duplicate and near-duplicate images, and of copies within a split, are
+shown side by side as small thumbnails, one line a pair, so a reader can judge a
+pair at a glance; one file listed in two splits, and a pair under two labels, are
+said in words beside it. The lists of problems, warnings and ignored files follow,
+then image sizes and formats.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from lazyvision._csv import plural
 from lazyvision._html import (
     esc,
     fmt,
@@ -107,32 +110,24 @@ def _pairs_html(run: RunFolder, key: str, pairs: Sequence[Any]) -> str:
     if not all(isinstance(pair, dict) for pair in pairs):
         return value_html(list(pairs))
     near = key == "near_duplicates"
-    distance = run.dataset.get("near_duplicate_distance") if run.dataset else None
-    if near:
-        limit = "" if distance is None else f" (perceptual hash distance ≤ {distance})"
-        intro = (
-            f"{len(pairs)} pairs of images in different splits look alike{limit}. "
-            "A model can score on val or test by remembering train, so these "
-            "scores may be optimistic."
-        )
-    elif key == "copies_within_splits":
-        intro = (
-            f"{len(pairs)} pairs of different files with the same bytes in one "
-            "split, under one label. Each copy is kept as an image of its own, so "
-            "a copied picture weighs more in training or is scored more than once."
-        )
-    else:
-        intro = f"{len(pairs)} pairs of files with the same bytes."
     shown = pairs[:MAX_PAIRS]
-    head = ["first", "second", *(["distance"] if near else [])]
+    notes = [_pair_note(pair) for pair in shown]
+    head = [
+        "first",
+        "second",
+        *(["distance"] if near else []),
+        *(["note"] if any(notes) else []),
+    ]
     body = []
-    for pair in shown:
+    for pair, note in zip(shown, notes, strict=True):
         cells = [
             _sample_html(run, pair.get("first")),
             _sample_html(run, pair.get("second")),
         ]
         if near:
             cells.append(f'<span class="num">{esc(pair.get("distance"))}</span>')
+        if any(notes):
+            cells.append(esc(note))
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     more = ""
     if len(pairs) > len(shown):
@@ -142,12 +137,63 @@ def _pairs_html(run: RunFolder, key: str, pairs: Sequence[Any]) -> str:
         )
     opened = " open" if len(pairs) <= MAX_OPEN_PAIRS else ""
     return (
-        f'<p class="note">{esc(intro)}</p><details{opened}><summary>'
-        f"{'The' if opened else 'Show the'} {len(shown)} pairs</summary>"
+        f'<p class="note">{esc(_pairs_intro(run, key, pairs))}</p>'
+        f"<details{opened}><summary>{'The' if opened else 'Show the'} "
+        f"{plural(len(shown), 'pair', 'pairs')}</summary>"
         + html_table(head, body, css="pairs")
         + more
         + "</details>"
     )
+
+
+def _pairs_intro(run: RunFolder, key: str, pairs: Sequence[Mapping[str, Any]]) -> str:
+    """What a list of pairs holds and why it matters, in a sentence or two."""
+    count = plural(len(pairs), "pair", "pairs")
+    if key == "near_duplicates":
+        distance = run.dataset.get("near_duplicate_distance") if run.dataset else None
+        limit = "" if distance is None else f" (perceptual hash distance ≤ {distance})"
+        return (
+            f"{count} of images in different splits look alike{limit}. A model can "
+            "score on val or test by remembering train, so these scores may be "
+            "optimistic."
+        )
+    if key == "copies_within_splits":
+        return (
+            f"{count} of different files with the same bytes in one split, under "
+            "one label. Each copy is kept as an image of its own, so a copied "
+            "picture weighs more in training or is scored more than once."
+        )
+    same = sum(_is_same_file(pair) for pair in pairs)
+    if same == len(pairs):
+        found = f"{plural(same, 'file', 'files')} listed in two splits"
+    else:
+        found = f"{count} of files with the same bytes in different splits"
+        if same:
+            found += f", {same} of them one file listed twice"
+    return f"{found}. A model is then scored on images it was trained on."
+
+
+def _pair_note(pair: Mapping[str, Any]) -> str:
+    """ "the same file in train and val; labelled 'a' in train, 'b' in val"."""
+    first, second = pair.get("first"), pair.get("second")
+    if not (isinstance(first, dict) and isinstance(second, dict)):
+        return ""
+    notes = []
+    if _is_same_file(pair):
+        notes.append(f"the same file in {first.get('split')} and {second.get('split')}")
+    if first.get("label") != second.get("label"):
+        notes.append(
+            f"labelled {str(first.get('label'))!r} in {first.get('split')}, "
+            f"{str(second.get('label'))!r} in {second.get('split')}"
+        )
+    return "; ".join(notes)
+
+
+def _is_same_file(pair: Mapping[str, Any]) -> bool:
+    first, second = pair.get("first"), pair.get("second")
+    if not (isinstance(first, dict) and isinstance(second, dict)):
+        return False
+    return bool(first.get("path")) and first.get("path") == second.get("path")
 
 
 def _sample_html(run: RunFolder, sample: object) -> str:

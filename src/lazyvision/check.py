@@ -428,13 +428,16 @@ def raise_for_problems(
         hint = "".join(f"\n{line}" for line in _pixel_limit_hint(report))
         logger.warning("leaving out %s that cannot be used:\n%s%s", bad, problems, hint)
 
-    shared = _plural(len(report.duplicates), "byte-identical file")
+    if all(a.path == b.path for a, b in report.duplicates):
+        shared = f"{_plural(len(report.duplicates), 'file')} listed"
+    else:
+        shared = _plural(len(report.duplicates), "byte-identical file")
     pairs = _indented(_capped(_pair_lines(report.duplicates, base), more))
     if report.duplicates and not allow_duplicates:
         sections.append(
             f"{shared} in two splits, which would score a model on images it was "
-            f"trained on:\n{pairs}\nRemove one copy of each, or go on anyway "
-            "(allow_duplicates=True, --allow-duplicates)."
+            f"trained on:\n{pairs}\n{_duplicate_advice(report.duplicates)}, or go "
+            "on anyway (allow_duplicates=True, --allow-duplicates)."
         )
     elif report.duplicates:
         logger.warning("going on with %s in two splits:\n%s", shared, pairs)
@@ -636,6 +639,23 @@ def _verdict_lines(report: DatasetReport) -> list[str]:
     return lines
 
 
+def _duplicate_advice(pairs: Sequence[tuple[Sample, Sample]]) -> str:
+    """What to do about byte-identical files in two splits, in one sentence."""
+    same = sum(first.path == second.path for first, second in pairs)
+    if same == len(pairs):
+        advice = "Remove the row of each file in one of its two splits"
+    elif same:
+        advice = (
+            "Remove one copy of each (of a file listed in two splits, its row in "
+            "one of them)"
+        )
+    else:
+        advice = "Remove one copy of each"
+    if any(first.label != second.label for first, second in pairs):
+        advice += ", keeping the one whose label is right where the labels differ"
+    return advice
+
+
 def _copies_words(copies: Collection[object]) -> str:
     """ "2 files are byte-identical copies of others in their split" and the like."""
     if len(copies) == 1:
@@ -700,10 +720,41 @@ def _problem_lines(problems: Sequence[Problem], base: Path | None) -> list[str]:
 
 
 def _pair_lines(pairs: Sequence[tuple[Sample, Sample]], base: Path | None) -> list[str]:
-    """Pairs of shared files, the "=" signs in one column."""
-    words = [(_sample_words(a, base), _sample_words(b, base)) for a, b in pairs]
+    """Pairs of shared files, the "=" signs in one column.
+
+    One file given in two places is said to be the same file, and two labels of
+    one pair are both named, since each is a contradiction to settle.
+    """
+    words = []
+    for first, second in pairs:
+        if first.path == second.path:
+            path = _display_path(first.path, base)
+            words.append(
+                (
+                    first.origin,
+                    f"{second.origin}: the same file {path} in {first.split} and "
+                    f"{second.split}",
+                )
+            )
+        else:
+            words.append((_sample_words(first, base), _sample_words(second, base)))
     width = max((len(first) for first, _ in words), default=0)
-    return [f"{first:<{width}}  =  {second}" for first, second in words]
+    return [
+        f"{first_words:<{width}}  =  {second_words}{_label_words(first, second)}"
+        for (first_words, second_words), (first, second) in zip(
+            words, pairs, strict=True
+        )
+    ]
+
+
+def _label_words(first: Sample, second: Sample) -> str:
+    """ ", labelled 'cat' in train and 'dog' in val" when a pair's labels differ."""
+    if first.label == second.label:
+        return ""
+    return (
+        f", labelled {first.label!r} in {first.split} and {second.label!r} in "
+        f"{second.split}"
+    )
 
 
 def _near_lines(
