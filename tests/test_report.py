@@ -610,3 +610,35 @@ def test_one_file_in_two_splits_is_named_with_both_labels(
         "the same file in train and val; labelled &#x27;a&#x27; in train, "
         "&#x27;b&#x27; in val"
     ) in found
+
+
+def test_mistakes_show_the_path_within_the_data_set(
+    binary_run: Path, tmp_path: Path
+) -> None:
+    # Laid out like the demo: images/<label>/ beside splits/ whose CSVs list them.
+    data = tmp_path / "data"
+    deep = "a_folder_with_a_rather_long_name/and_another_one/val_3.png"
+    files = [f"images/{label}/val_3.png" for label in ("0", "7")] + [deep]
+    for seed, file in enumerate(files):
+        _save_picture(data / file, seed=seed)
+    (data / "splits").mkdir()
+    info = json.loads((binary_run / "run.json").read_text())
+    info["source"] = str(data / "splits")
+    (binary_run / "run.json").write_text(json.dumps(info))
+    _write_predictions(
+        binary_run / "models" / "resnet18" / "predictions.csv",
+        [("val", data / file, 1) for file in files],
+        np.array([[0.99, 0.01], [0.98, 0.02], [0.97, 0.03]]),
+        [SCRIPT_LABEL, "seven"],
+    )
+
+    text = write_report(binary_run).read_text(encoding="utf-8")
+    section = text.split('<section id="mistakes">')[1].split("</section>")[0]
+    shown = re.findall(r"<div><b>([^<]*)</b></div>", section)
+
+    assert shown == [
+        "../images/0/val_3.png",
+        "../images/7/val_3.png",
+        "…/and_another_one/val_3.png",
+    ]
+    assert f'title="{data / deep}"' in section

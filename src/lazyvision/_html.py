@@ -121,6 +121,20 @@ def shorten(text: str, limit: int = 28) -> str:
     return shorten_name(text, limit)
 
 
+def shorten_path(path: str, limit: int = 40) -> str:
+    """``path`` cut to ``limit`` characters: "…/" and the file's nearest folders."""
+    if len(path) <= limit:
+        return path
+    *folders, kept = path.split("/")
+    if len(kept) + 2 > limit:
+        return shorten(kept, limit)
+    for folder in reversed(folders):
+        if len(folder) + len(kept) + 3 > limit:
+            break
+        kept = f"{folder}/{kept}"
+    return f"…/{kept}"
+
+
 def breakable(name: object) -> str:
     """Escaped text that may wrap after "_", ".", "-" and "/" and before "@"."""
     text = esc(name)

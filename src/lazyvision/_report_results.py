@@ -18,9 +18,10 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from lazyvision._html import esc, html_table, shorten, thumbnail_uri
+from lazyvision._html import esc, html_table, shorten, shorten_path, thumbnail_uri
 from lazyvision._run_folder import Predictions, RunFolder
 from lazyvision._svg import PALETTE, curve_svg, precision_steps
+from lazyvision.check import relative_path
 
 NUM_MISTAKES = 12
 # Beyond this many classes a full matrix stops being readable on a laptop screen;
@@ -227,16 +228,20 @@ def _mistake_card(
     filepath = predictions.filepath[row]
     name = Path(filepath).name or filepath
     uri = thumbnail_uri(_resolve(run, filepath)) if filepath else None
+    # Files of one name often sit in several class folders: the path within the
+    # data set tells them apart, where the file name alone does not.
+    source = run.info.get("source") or (run.dataset or {}).get("source")
+    where = relative_path(filepath, str(source)) if filepath and source else name
     if uri is None:
         picture = f'<div class="nothumb">no image<br>{esc(shorten(name, 20))}</div>'
     else:
-        picture = f'<img src="{uri}" alt="{esc(name)}">'
-    # The origin tells apart files of one name in different class folders.
+        picture = f'<img src="{uri}" alt="{esc(where)}">'
+    # A CSV row says where the file was listed.
     origin = predictions.origin[row] if predictions.origin else ""
-    where = f"<div>{esc(origin)}</div>" if origin and origin != name else ""
+    listed = f"<div>{esc(origin)}</div>" if origin and origin != where else ""
     return (
         f'<div class="card" title="{esc(filepath)}">{picture}'
-        f"<div><b>{esc(name)}</b></div>{where}"
+        f"<div><b>{esc(shorten_path(where))}</b></div>{listed}"
         f"<div>true: {esc(predictions.label[row])}</div>"
         f"<div>predicted: {esc(predictions.predicted[row])}</div>"
         f"<div>confidence {confidence:.3f} · {split}</div></div>"

@@ -780,9 +780,26 @@ def _indented(lines: list[str]) -> str:
     return "\n".join(f"  {line}" for line in lines)
 
 
+def relative_path(path: str | Path, source: str) -> str:
+    """A file's path as the check shows it, relative to the data set's folder.
+
+    That is the folder given, or a CSV's own folder, as its paths are written:
+    "cat/x.png", "../images/x.png". Paths further out are shown whole.
+
+    Example:
+        >>> relative_path("/data/images/3/x.png", "/data/splits")  # doctest: +SKIP
+        '../images/3/x.png'
+    """
+    return _display_path(Path(path), _source_folder(source))
+
+
 def _base_folder(dataset: Dataset) -> Path | None:
     """The folder paths are shown relative to: the dataset folder or CSV's folder."""
-    source = Path(dataset.source).expanduser()
+    return _source_folder(dataset.source)
+
+
+def _source_folder(source_text: str) -> Path | None:
+    source = Path(source_text).expanduser()
     if source.is_dir():
         return source.resolve()
     if source.is_file():
