@@ -701,3 +701,18 @@ def test_split_column_and_the_full_list_of_problems_in_python(tmp_path: Path) ->
     assert json.loads((run / "dataset.json").read_text())["layout"] == (
         "split-column-csv"
     )
+
+
+def test_the_raw_pixels_keep_their_result_whatever_the_precision() -> None:
+    from lazyvision.evaluation import Entry, Manifest, result_key
+
+    entries = tuple(
+        Entry(split, f"{split}{i}.png", f"/data/{split}{i}.png", "ab"[i % 2], f"d{i}")
+        for i, split in enumerate(["train", "train", "val", "val"])
+    )
+    manifest = Manifest(entries, ("a", "b"), "b")
+    full, half = Settings(precision="float32"), Settings(precision="bfloat16")
+    assert result_key("pixels", manifest, full) == result_key("pixels", manifest, half)
+    assert result_key("test_resnet", manifest, full) != result_key(
+        "test_resnet", manifest, half
+    )

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from lazyvision import __version__
-from lazyvision.backbones import Backbone, count_macs, create_backbone
+from lazyvision.backbones import PIXELS, Backbone, count_macs, create_backbone
 from lazyvision.cache import (
     CACHE_VERSION,
     ResultStore,
@@ -239,6 +240,9 @@ def result_key(spec: str, manifest: Manifest, settings: Settings) -> str:
         with contextlib.suppress(OSError, ImageError):
             weights_id = file_digest(Path(weights))
     device = resolve_device(settings.device)
+    dtype = resolve_precision(settings.precision, device)
+    # The raw pixels are the same numbers at any precision.
+    precision = str(torch.float32 if spec == PIXELS else dtype)
     # Added only when used, so results without repeats keep their keys.
     repeats = ("repeats", settings.num_repeats) if settings.num_repeats > 1 else ()
     return stable_hash(
@@ -248,7 +252,7 @@ def result_key(spec: str, manifest: Manifest, settings: Settings) -> str:
         spec,
         weights_id,
         manifest.fingerprint(),
-        str(resolve_precision(settings.precision, device)),
+        precision,
         device.type,
         settings.num_resamples,
         settings.seed,
