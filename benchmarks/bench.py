@@ -84,6 +84,8 @@ PHASES = {
     "_save_evaluation": "save",
     "_finish": "leaderboard",
 }
+#: Suffix of the phase keys that hold process CPU seconds rather than wall seconds.
+CPU_SUFFIX = " cpu"
 SPREAD_KEYS = ("forward", "cold", "warm", "cold_over_forward", "overhead_share")
 REST_PHASES = ("plan", "decode", "build", "macs", "metrics", "save", "leaderboard")
 ROW_KEYS = (
@@ -653,7 +655,8 @@ def time_forward(
     ``prepared`` runs the model as lazyvision prepares and runs it (see
     :func:`lazyvision.features.prepare_model`; freed memory reused); otherwise as
     timm builds it, in a process left at PyTorch's defaults. A second, steady pass
-    over the same batches is timed too.
+    over the same batches is timed too, and for the prepared model on the CPU a
+    third on one thread.
     """
     import torch
 
@@ -703,12 +706,24 @@ def time_forward(
     ):
         seconds, cpu_seconds, first_batch = run(sizes)
         steady, _, _ = run(sizes)
+        threads = torch.get_num_threads()
+        serial = math.nan
+        if prepared and device.type == "cpu" and threads > 1:
+            # The same steady pass on one thread: against the pass above, how
+            # much of the threads' time is work rather than waiting.
+            torch.set_num_threads(1)
+            try:
+                serial, _, _ = run(sizes)
+            finally:
+                torch.set_num_threads(threads)
     return {
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,
         "images_per_second": num_images / seconds,
         "first_batch_seconds": first_batch,
         "steady_seconds": steady,
+        "serial_steady_seconds": serial,
+        "threads": threads,
         "num_batches": len(sizes),
         "dtype": str(dtype).removeprefix("torch."),
     }
@@ -716,6 +731,9 @@ def time_forward(
 
 def instrument(*modules: Any) -> dict[str, float]:
     """Wraps the phase functions of ``modules`` to add up their seconds.
+
+    Each phase's wall seconds go under its name, its process CPU seconds (every
+    thread's) under the name plus :data:`CPU_SUFFIX`.
 
     Timing only: each wrapper calls the original with the same arguments. It is
     installed in the child process, whose only job is this measurement.
@@ -732,6 +750,11 @@ def instrument(*modules: Any) -> dict[str, float]:
     return phases
 
 
+def wall_seconds(phases: dict[str, float]) -> dict[str, float]:
+    """The wall-clock phases of :func:`instrument`'s dictionary, without CPU keys."""
+    return {k: v for k, v in phases.items() if not k.endswith(CPU_SUFFIX)}
+
+
 def stored_side(preprocessing: Any) -> int:
     """Side of the square the pixel store keeps for one backbone (the larger of
     its resize size and input size: timm's centre crop lies inside it)."""
@@ -744,13 +767,16 @@ def stored_side(preprocessing: Any) -> int:
 def _timed(
     function: Callable[..., Any], phase: str, into: dict[str, float]
 ) -> Callable[..., Any]:
+    cpu = f"{phase}{CPU_SUFFIX}"
+
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         try:
             return function(*args, **kwargs)
         finally:
             into[phase] = into.get(phase, 0.0) + time.perf_counter() - start
+            into[cpu] = into.get(cpu, 0.0) + time.process_time() - cpu_start
 
     return wrapper
 
@@ -860,6 +886,41 @@ def _format_header(results: dict[str, Any]) -> str:
     )
 
 
+def floor_parts(run: dict[str, Any]) -> dict[str, float]:
+    """The shortest cold run this machine allows for the work one run did.
+
+    Decoding and building the model could overlap the forward pass, but only on
+    the same cores; the head, the scores and the files need the last embedding.
+    So a cold run cannot take less than
+
+        (forward work + decode CPU + build CPU) / threads + head + after
+
+    where the forward work is the CPU time the forward pass needs on its threads
+    when they never wait (its wall seconds x threads x its parallel efficiency,
+    the one-thread steady pass against the threaded one), the decode and build
+    CPU seconds are those of the cold run, and ``after`` is its metrics, saving
+    and leaderboard. The floor is NaN for saved runs from before the one-thread
+    pass was timed.
+    """
+    forward, phases = run["forward"], run["cold_phases"]
+    threads = forward.get("threads", math.nan)
+    efficiency = forward.get("serial_steady_seconds", math.nan) / (
+        threads * forward["steady_seconds"]
+    )
+    work = forward["seconds"] * threads * efficiency
+    shared = work + phases.get(f"decode{CPU_SUFFIX}", math.nan)
+    shared += phases.get(f"build{CPU_SUFFIX}", math.nan)
+    after = sum(phases.get(name, 0.0) for name in ("metrics", "save", "leaderboard"))
+    head = run["row"]["head_fit_seconds"]
+    return {
+        "efficiency": efficiency,
+        "forward_work": work,
+        "decode_cpu": phases.get(f"decode{CPU_SUFFIX}", math.nan),
+        "after": after,
+        "floor": shared / threads + head + after,
+    }
+
+
 def summarise_speed(runs: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Medians over repeats; each ratio is taken within a repeat first."""
     per_run = []
@@ -871,6 +932,7 @@ def summarise_speed(runs: Sequence[dict[str, Any]]) -> dict[str, float]:
         overhead = phases.get("decode", 0.0) + max(0.0, extract - forward) + head
         # Saved runs from before the timm-built forward was timed lack it.
         timm_forward = run.get("timm_forward", {}).get("seconds", math.nan)
+        floor = floor_parts(run)
         per_run.append(
             {
                 "forward_ips": run["forward"]["images_per_second"],
@@ -892,7 +954,10 @@ def summarise_speed(runs: Sequence[dict[str, Any]]) -> dict[str, float]:
                 "cold_over_warm": cold / run["warm_seconds"],
                 "overhead_share": overhead / cold,
                 **{phase: phases.get(phase, 0.0) for phase in REST_PHASES},
-                "other": cold - sum(phases.values()),
+                "other": cold - sum(wall_seconds(phases).values()),
+                **floor,
+                "floor_over_forward": floor["floor"] / forward,
+                "cold_over_floor": cold / floor["floor"],
                 "warm_decode": run["warm_phases"].get("decode", 0.0),
                 "warm_plan": run["warm_phases"].get("plan", 0.0),
                 "warm_leaderboard": run["warm_phases"].get("leaderboard", 0.0),
@@ -1000,6 +1065,35 @@ def _format_speed(results: dict[str, Any]) -> str:
             for spec, s in summaries.items()
         ],
     )
+    floor = _table(
+        [
+            "model",
+            "fwd s",
+            "thread eff",
+            "fwd work cpu s",
+            "decode cpu s",
+            "head s",
+            "after s",
+            "floor s",
+            "floor/fwd",
+            "cold/floor",
+        ],
+        [
+            [
+                spec,
+                f"{s['forward']:.2f}",
+                f"{s['efficiency']:.0%}",
+                f"{s['forward_work']:.2f}",
+                f"{s['decode_cpu']:.2f}",
+                f"{s['head']:.2f}",
+                f"{s['after']:.2f}",
+                f"{s['floor']:.2f}",
+                _versus(s["floor_over_forward"], TARGET_COLD_OVER_FORWARD, below=True),
+                f"{s['cold_over_floor']:.2f}",
+            ]
+            for spec, s in summaries.items()
+        ],
+    )
     return (
         f"SPEED: seconds for all {num_images} images (medians)\n"
         f"{speed}\n"
@@ -1021,7 +1115,15 @@ def _format_speed(results: dict[str, Any]) -> str:
         "SPREAD over the repeats (min-max)\n"
         f"{spread}\n"
         "best c/f = fastest cold / fastest forward: the runs least slowed by other "
-        "load; cold/steady = cold against the forward's second pass (median)"
+        "load; cold/steady = cold against the forward's second pass (median)\n\n"
+        "FLOOR: the shortest cold run these cores allow for the same work (medians)\n"
+        f"{floor}\n"
+        "floor = (fwd work + decode cpu + build cpu) / threads + head + after: "
+        "decoding and the model build overlapping the forward perfectly, on the "
+        "same cores; fwd work = fwd s x threads x thread eff, the share of the "
+        "threads' time that is work (a one-thread pass against the threaded one); "
+        "after = metrics, saving and leaderboard, which need the last embedding; "
+        "'!' marks a floor above the cold/fwd target"
     )
 
 
