@@ -642,3 +642,45 @@ def test_mistakes_show_the_path_within_the_data_set(
         "…/and_another_one/val_3.png",
     ]
     assert f'title="{data / deep}"' in section
+
+
+def test_pairs_show_each_file_by_its_path_within_the_data_set(
+    binary_run: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    long_folder = "a_folder_with_a_rather_long_name_number"
+    rows = {
+        "train": [
+            ("img/a&b/0001.png", "a"),
+            ("img/x/1.png", "b"),
+            (f"{long_folder}_one/deep/0001.png", "b"),
+        ],
+        "val": [
+            ("img/c/0001.png", "a"),
+            ("img/x/2.png", "b"),
+            (f"{long_folder}_two/deep/0001.png", "b"),
+        ],
+    }
+    # Each val file of name 0001.png is a byte copy of the train file above it.
+    for seed, (train, val) in enumerate(zip(rows["train"], rows["val"], strict=True)):
+        _save_picture(data / train[0], seed=seed)
+        if val[0].endswith("0001.png"):
+            (data / val[0]).parent.mkdir(parents=True)
+            (data / val[0]).write_bytes((data / train[0]).read_bytes())
+        else:
+            _save_picture(data / val[0], seed=seed + 10)
+    for split, files in rows.items():
+        lines = ["filepath,label", *(f"{file},{label}" for file, label in files)]
+        (data / f"{split}.csv").write_text("\n".join(lines) + "\n")
+
+    found = _dataset_part(binary_run, data)
+    shown = re.findall(r'<span title="[^"]*">([^<]*)</span>', found)
+
+    assert shown == [
+        "img/a&amp;b/0001.png",
+        "img/c/0001.png",
+        # Cut to their nearest folders, the two would read alike: shown whole.
+        f"{long_folder}_one/deep/0001.png",
+        f"{long_folder}_two/deep/0001.png",
+    ]
+    assert f'title="{data / "img" / "c" / "0001.png"}"' in found

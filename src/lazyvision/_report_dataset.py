@@ -18,11 +18,12 @@ from lazyvision._html import (
     esc,
     fmt,
     html_table,
-    shorten,
+    shorten_path,
     thumbnail_uri,
     value_html,
 )
 from lazyvision._run_folder import RunFolder
+from lazyvision.check import relative_path
 
 PAIR_THUMBNAIL_SIDE = 48
 #: Pairs drawn with thumbnails; dataset.json has all of them.
@@ -120,9 +121,11 @@ def _pairs_html(run: RunFolder, key: str, pairs: Sequence[Any]) -> str:
     ]
     body = []
     for pair, note in zip(shown, notes, strict=True):
+        first, second = pair.get("first"), pair.get("second")
+        first_path, second_path = _pair_paths(run, first, second)
         cells = [
-            _sample_html(run, pair.get("first")),
-            _sample_html(run, pair.get("second")),
+            _sample_html(run, first, first_path),
+            _sample_html(run, second, second_path),
         ]
         if near:
             cells.append(f'<span class="num">{esc(pair.get("distance"))}</span>')
@@ -196,22 +199,42 @@ def _is_same_file(pair: Mapping[str, Any]) -> bool:
     return bool(first.get("path")) and first.get("path") == second.get("path")
 
 
-def _sample_html(run: RunFolder, sample: object) -> str:
-    """A thumbnail with the sample's split, label, origin and file name."""
+def _pair_paths(run: RunFolder, first: object, second: object) -> tuple[str, str]:
+    """The two files' paths within the data set, shortened where that keeps them apart.
+
+    Files of one name often sit in several class folders, so the file name alone
+    would show two different files as one.
+    """
+    paths = [_path_within(run, sample) for sample in (first, second)]
+    short = [shorten_path(path) for path in paths]
+    if short[0] == short[1] and paths[0] != paths[1]:
+        return paths[0], paths[1]
+    return short[0], short[1]
+
+
+def _path_within(run: RunFolder, sample: object) -> str:
+    """A sample's path as check shows it: relative to the data set's folder."""
+    path = str(sample.get("path") or "") if isinstance(sample, dict) else ""
+    dataset = run.dataset or {}
+    source = dataset.get("source") or run.info.get("source")
+    return relative_path(path, str(source)) if path and source else path
+
+
+def _sample_html(run: RunFolder, sample: object, shown_path: str) -> str:
+    """A thumbnail with the sample's split, label, origin and path."""
     if not isinstance(sample, dict):
         return esc(sample)
     path = str(sample.get("path") or "")
     uri = thumbnail_uri(_resolve(run, path), PAIR_THUMBNAIL_SIDE) if path else None
-    name = Path(path).name or path
     picture = (
-        f'<img src="{uri}" alt="{esc(name)}">'
+        f'<img src="{uri}" alt="{esc(shown_path)}">'
         if uri is not None
         else '<span class="nothumb">no image</span>'
     )
     facts = [
         f"<b>{esc(sample.get('split'))}</b> · label {esc(sample.get('label'))}",
         f"origin: {esc(sample.get('origin'))}",
-        f'<span title="{esc(path)}">{esc(shorten(name, 40))}</span>',
+        f'<span title="{esc(path)}">{esc(shown_path)}</span>',
     ]
     return f'<div class="sample">{picture}<div>{"<br>".join(facts)}</div></div>'
 
