@@ -187,8 +187,8 @@ def test_images_over_the_pixel_limit_name_the_option_to_raise_it(
     Image.new("RGB", (80, 80)).save(tmp_path / "b.png")
     hint = (
         "1 image is over the pixel limit, a guard against decompression bombs; for "
-        "files you trust, raise it with --max-pixels (max_pixels in Python), e.g. "
-        "--max-pixels 200M"
+        "files you trust, raise it with --max-pixels (max_pixels in Python): it has "
+        "80 x 80 = 6400 pixels, so --max-pixels 6400 lets it in"
     )
 
     report = check_dataset(load_dataset(tmp_path), max_pixels=5000)
@@ -205,6 +205,73 @@ def test_images_over_the_pixel_limit_name_the_option_to_raise_it(
     with caplog.at_level(logging.WARNING, logger="lazyvision.check"):
         raise_for_problems(report, skip_bad=True, allow_duplicates=False)
     assert hint in caplog.text
+
+
+def test_skip_bad_is_not_advised_where_it_leaves_a_class_no_training_image(
+    tmp_path: Path,
+) -> None:
+    rows = {
+        "train": [("a.png", "a"), ("b.png", "b"), ("d.png", "b")],
+        "val": [("c.png", "a")],
+    }
+    make_split_csvs(tmp_path, rows)
+    Image.new("RGB", (3000, 400)).save(tmp_path / "b.png")
+    # 1.2M and 0.9M pixels over a limit of 100; the advice rounds up to 2M.
+    Image.new("RGB", (3000, 300)).save(tmp_path / "d.png")
+    hint = "the largest has 3000 x 400 = 1200000 pixels, so --max-pixels 2M lets"
+
+    report = check_dataset(load_dataset(tmp_path), max_pixels=100)
+
+    assert len(report.problems) == 4
+    assert f"{hint} them all in\n" in report.render()
+    assert report.render().endswith(
+        "Before ranking:\n  raise the pixel limit (--max-pixels 2M) to let in the "
+        "4 images over it: leaving all 4 out (--skip-bad) would leave no training "
+        "image of classes 'a', 'b'"
+    )
+    with pytest.raises(DataError) as raised:
+        raise_for_problems(report, skip_bad=False, allow_duplicates=False)
+    assert str(raised.value).endswith(
+        "Raise the pixel limit (--max-pixels 2M) to let in the 4 images over it: "
+        "skipping all 4 (skip_bad=True, --skip-bad) would leave no training image "
+        "of classes 'a', 'b'."
+    )
+    with pytest.raises(DataError) as raised:
+        raise_for_problems(report, skip_bad=True, allow_duplicates=False)
+    assert str(raised.value) == (
+        "2 classes have no usable training image: 'a', 'b'\n"
+        "Raise the pixel limit (--max-pixels 2M) to let in the 4 images over it."
+    )
+
+    # Class a gets a second training image and loses a.png: skipping all three
+    # files would leave b none, skipping a.png alone leaves a one.
+    rows["train"].append(("e.png", "a"))
+    make_split_csvs(tmp_path, rows)
+    (tmp_path / "a.png").write_bytes(b"")
+    report = check_dataset(load_dataset(tmp_path), max_pixels=5000)
+    assert report.render().endswith(
+        "raise the pixel limit (--max-pixels 2M) to let in the 2 images over it, "
+        "and fix, remove or skip (--skip-bad) the other file: leaving all 3 out "
+        "(--skip-bad) would leave no training image of class 'b'"
+    )
+
+    # With b's images broken, a higher limit lets in only a's: not enough.
+    Image.new("RGB", (100, 100)).save(tmp_path / "a.png")
+    for name in ("b.png", "d.png"):
+        (tmp_path / name).write_bytes(b"")
+    report = check_dataset(load_dataset(tmp_path), max_pixels=5000)
+    assert report.render().endswith(
+        "fix the 3 files that cannot be used: leaving all 3 out (--skip-bad) would "
+        "leave no training image of class 'b'"
+    )
+
+    # Where skipping leaves every class an image, it is advised as before.
+    save_image(tmp_path / "d.png", seed=5)
+    report = check_dataset(load_dataset(tmp_path), max_pixels=5000)
+    assert report.render().endswith(
+        "fix or remove the 2 files that cannot be used, or leave them out (--skip-bad)"
+    )
+    raise_for_problems(report, skip_bad=True, allow_duplicates=False)
 
 
 def test_skip_bad_leaves_the_files_out_with_a_warning(

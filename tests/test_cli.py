@@ -579,8 +579,13 @@ def test_pixel_limit_is_an_option_and_pillow_does_not_warn_first(
 
     status = main(["check", str(tmp_path), "--max-pixels", "150"])
     assert status == 2  # every image is now over the limit
-    assert "val/b/small.png: over the pixel limit (20 x 10 = 200 > 150)" in (
-        capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "val/b/small.png: over the pixel limit (20 x 10 = 200 > 150)" in out
+    # Leaving out every image leaves nothing to rank: --skip-bad is no way on.
+    assert out.endswith(
+        "Before ranking:\n  raise the pixel limit (--max-pixels 91M) to let in the "
+        "5 images over it: leaving all 5 out (--skip-bad) would leave no training "
+        "image of classes 'a', 'b'\n"
     )
 
     with pytest.raises(SystemExit) as raised:

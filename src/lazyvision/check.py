@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import multiprocessing
+import re
 import statistics
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -44,6 +45,9 @@ _LAYOUT_WORDS = {
     "split-column-csv": "one CSV with a split column",
     "class-folders": "class folders",
 }
+_OVER_LIMIT = "over the pixel limit"
+# The size in the reasons images.py gives: "(W x H = N > LIMIT)" or "(N > LIMIT)".
+_OVER_LIMIT_SIZE = re.compile(r"\((?:(\d+) x (\d+) = )?(\d+) > \d+\)$")
 
 
 @dataclass(frozen=True)
@@ -420,10 +424,17 @@ def raise_for_problems(
         # Class folders have no rows: the files themselves are what to remove.
         given = "file" if report.dataset.layout == "class-folders" else "row"
         these = f"this {given}" if len(report.problems) == 1 else f"these {given}s"
-        sections.append(
-            f"{bad} cannot be used:\n{problems}{hint}\nFix or remove {these}, or "
-            f"skip {_it(report.problems)} (skip_bad=True, --skip-bad)."
-        )
+        skip = "skip_bad=True, --skip-bad"
+        lost = _classes_left_untrained(report, report.problems)
+        if lost:
+            advice = (
+                f"{_capitalized(_keep_classes_advice(report, skip))}: skipping "
+                f"{_all(report.problems)} ({skip}) would leave no training image "
+                f"of {_class_words(lost)}."
+            )
+        else:
+            advice = f"Fix or remove {these}, or skip {_it(report.problems)} ({skip})."
+        sections.append(f"{bad} cannot be used:\n{problems}{hint}\n{advice}")
     elif report.problems:
         hint = "".join(f"\n{line}" for line in _pixel_limit_hint(report))
         logger.warning("leaving out %s that cannot be used:\n%s%s", bad, problems, hint)
@@ -449,6 +460,9 @@ def raise_for_problems(
             f"{_plural(len(empty), 'class')} {'has' if len(empty) == 1 else 'have'} "
             f"no usable training image: {', '.join(map(repr, empty))}"
         )
+        if report.problems:
+            advice = _keep_classes_advice(report, "skip_bad=True, --skip-bad")
+            sections.append(f"{_capitalized(advice)}.")
     if sections:
         raise DataError("\n".join(sections))
 
@@ -620,7 +634,14 @@ def _verdict_lines(report: DatasetReport) -> list[str]:
             f"  add images of a second class to train{only}: a ranking needs at "
             "least two classes to tell apart"
         )
-    if report.problems:
+    lost = _classes_left_untrained(report, report.problems)
+    if lost:
+        lines.append(
+            f"  {_keep_classes_advice(report, '--skip-bad')}: leaving "
+            f"{_all(report.problems)} out (--skip-bad) would leave no training "
+            f"image of {_class_words(lost)}"
+        )
+    elif report.problems:
         lines.append(
             f"  fix or remove the {_plural(len(report.problems), 'file')} that "
             f"cannot be used, or leave {_it(report.problems)} out (--skip-bad)"
@@ -670,14 +691,92 @@ def _problem_hints(report: DatasetReport) -> list[str]:
 
 def _pixel_limit_hint(report: DatasetReport) -> list[str]:
     """How to let in images over the pixel limit, when some are."""
-    over = [p for p in report.problems if p.reason.startswith("over the pixel limit")]
+    over = [p for p in report.problems if p.reason.startswith(_OVER_LIMIT)]
     if not over:
         return []
+    largest = _largest_size(over)
+    if largest is None:
+        example = ", e.g. --max-pixels 200M"
+    else:
+        pixels, size = largest
+        which = "it has" if len(over) == 1 else "the largest has"
+        example = (
+            f": {which} {size}, so --max-pixels {_pixels_option(pixels)} lets "
+            f"{'it' if len(over) == 1 else 'them all'} in"
+        )
     return [
         f"{_plural(len(over), 'image')} {'is' if len(over) == 1 else 'are'} over the "
         "pixel limit, a guard against decompression bombs; for files you trust, "
-        "raise it with --max-pixels (max_pixels in Python), e.g. --max-pixels 200M"
+        f"raise it with --max-pixels (max_pixels in Python){example}"
     ]
+
+
+def _largest_size(over: Sequence[Problem]) -> tuple[int, str] | None:
+    """The pixels of the largest image over the limit and its size in words.
+
+    None when a reason does not give the size: Pillow refuses some files before
+    their size is known.
+    """
+    sizes = []
+    for problem in over:
+        found = _OVER_LIMIT_SIZE.search(problem.reason)
+        if found is None:
+            return None
+        width, height, pixels = found.groups()
+        words = f"{pixels} pixels"
+        if width is not None:
+            words = f"{width} x {height} = {words}"
+        sizes.append((int(pixels), words))
+    return max(sizes, default=None)
+
+
+def _pixels_option(pixels: int) -> str:
+    """A --max-pixels value that lets in this many: "1200", "91M" for 90250000."""
+    if pixels < 10**6:
+        return str(pixels)
+    return f"{-(-pixels // 10**6)}M"
+
+
+def _classes_left_untrained(
+    report: DatasetReport, left_out: Collection[Problem]
+) -> list[str]:
+    """The classes that have no training image once these files are left out."""
+    out = {Path(problem.path) for problem in left_out}
+    kept = {
+        sample.label
+        for sample in report.dataset.samples
+        if sample.split == "train" and sample.path not in out
+    }
+    return [label for label in report.dataset.classes if label not in kept]
+
+
+def _keep_classes_advice(report: DatasetReport, skip: str) -> str:
+    """What to do instead of skipping every file that cannot be used ("fix ...")."""
+    over = [p for p in report.problems if p.reason.startswith(_OVER_LIMIT)]
+    rest = [p for p in report.problems if not p.reason.startswith(_OVER_LIMIT)]
+    if not over or _classes_left_untrained(report, rest):
+        return f"fix the {_plural(len(report.problems), 'file')} that cannot be used"
+    largest = _largest_size(over)
+    option = (
+        "--max-pixels"
+        if largest is None
+        else f"--max-pixels {_pixels_option(largest[0])}"
+    )
+    advice = (
+        f"raise the pixel limit ({option}) to let in the "
+        f"{_plural(len(over), 'image')} over it"
+    )
+    if rest:
+        other = "file" if len(rest) == 1 else f"{len(rest)} files"
+        advice += f", and fix, remove or skip ({skip}) the other {other}"
+    return advice
+
+
+def _class_words(labels: Sequence[str]) -> str:
+    """ "class 'a'", "classes 'a', 'b'"."""
+    return (
+        f"{'class' if len(labels) == 1 else 'classes'} {', '.join(map(repr, labels))}"
+    )
 
 
 def _missing_hint(report: DatasetReport) -> list[str]:
@@ -842,6 +941,14 @@ def _sample_dict(sample: Sample) -> dict[str, str]:
 
 def _counter_text(counter: Mapping[str, int]) -> str:
     return ", ".join(f"{key} {count}" for key, count in counter.items())
+
+
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _all(items: Collection[object]) -> str:
+    return "it" if len(items) == 1 else f"all {len(items)}"
 
 
 def _it(items: Collection[object]) -> str:
