@@ -227,19 +227,20 @@ def test_skip_bad_is_not_advised_where_it_leaves_a_class_no_training_image(
     assert report.render().endswith(
         "Before ranking:\n  raise the pixel limit (--max-pixels 2M) to let in the "
         "4 images over it: leaving all 4 out (--skip-bad) would leave no training "
-        "image of classes 'a', 'b'"
+        "image of classes 'a', 'b' and no val image"
     )
     with pytest.raises(DataError) as raised:
         raise_for_problems(report, skip_bad=False, allow_duplicates=False)
     assert str(raised.value).endswith(
         "Raise the pixel limit (--max-pixels 2M) to let in the 4 images over it: "
         "skipping all 4 (skip_bad=True, --skip-bad) would leave no training image "
-        "of classes 'a', 'b'."
+        "of classes 'a', 'b' and no val image."
     )
     with pytest.raises(DataError) as raised:
         raise_for_problems(report, skip_bad=True, allow_duplicates=False)
     assert str(raised.value) == (
         "2 classes have no usable training image: 'a', 'b'\n"
+        "no usable val image of the 1 given, and the probe is tuned on val\n"
         "Raise the pixel limit (--max-pixels 2M) to let in the 4 images over it."
     )
 
@@ -299,6 +300,33 @@ def test_skip_bad_still_stops_when_a_class_loses_all_training_images(
     with pytest.raises(DataError, match=r"1 class has no usable training image: 'b'"):
         raise_for_problems(report, skip_bad=True, allow_duplicates=False)
     assert "no usable train image left for class 'b'" in report.warnings
+
+
+def test_skip_bad_is_not_advised_where_it_leaves_no_val_image(tmp_path: Path) -> None:
+    make_split_csvs(
+        tmp_path,
+        {
+            "train": [("a.png", "a"), ("b.png", "b")],
+            "val": [("c.png", "a"), ("d.png", "b")],
+        },
+    )
+    (tmp_path / "c.png").write_bytes(b"")
+    Image.new("RGB", (100, 100)).save(tmp_path / "d.png")
+
+    report = check_dataset(load_dataset(tmp_path), max_pixels=5000)
+
+    assert report.render().endswith(
+        "raise the pixel limit (--max-pixels 10000) to let in the 1 image over it, "
+        "and fix, remove or skip (--skip-bad) the other file: leaving all 2 out "
+        "(--skip-bad) would leave no val image"
+    )
+    with pytest.raises(DataError) as raised:
+        raise_for_problems(report, skip_bad=True, allow_duplicates=False)
+    assert str(raised.value) == (
+        "no usable val image of the 2 given, and the probe is tuned on val\n"
+        "Raise the pixel limit (--max-pixels 10000) to let in the 1 image over it, "
+        "and fix, remove or skip (skip_bad=True, --skip-bad) the other file."
+    )
 
 
 def test_every_kind_of_path_loads_or_is_reported_by_row(tmp_path: Path) -> None:

@@ -585,7 +585,7 @@ def test_pixel_limit_is_an_option_and_pillow_does_not_warn_first(
     assert out.endswith(
         "Before ranking:\n  raise the pixel limit (--max-pixels 91M) to let in the "
         "5 images over it: leaving all 5 out (--skip-bad) would leave no training "
-        "image of classes 'a', 'b'\n"
+        "image of classes 'a', 'b' and no val image\n"
     )
 
     with pytest.raises(SystemExit) as raised:

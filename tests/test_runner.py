@@ -716,3 +716,22 @@ def test_the_raw_pixels_keep_their_result_whatever_the_precision() -> None:
     assert result_key("test_resnet", manifest, full) != result_key(
         "test_resnet", manifest, half
     )
+
+
+def test_skip_bad_that_leaves_no_val_image_stops_before_the_sort_is_checked(
+    tmp_path: Path,
+) -> None:
+    data = _solid_folders(tmp_path / "data")
+    for path in (data / "val").rglob("*.png"):
+        path.write_bytes(b"")
+
+    with pytest.raises(DataError, match=r"^no usable val image") as caught:
+        rank(
+            data,
+            models=["pixels"],
+            output=tmp_path / "run",
+            settings=FAST,
+            skip_bad=True,
+        )
+    # Not the advice to sort on the val metric it already sorts on.
+    assert "sort on" not in str(caught.value)

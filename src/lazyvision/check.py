@@ -406,7 +406,7 @@ def raise_for_problems(
     Raises:
         DataError: Images cannot be read (unless skip_bad), byte-identical files are
             in different splits (unless allow_duplicates), or a class has no usable
-            training image left.
+            training image left, or val has none.
 
     Example:
         >>> report = check_dataset(load_dataset("pets/"))  # doctest: +SKIP
@@ -425,12 +425,11 @@ def raise_for_problems(
         given = "file" if report.dataset.layout == "class-folders" else "row"
         these = f"this {given}" if len(report.problems) == 1 else f"these {given}s"
         skip = "skip_bad=True, --skip-bad"
-        lost = _classes_left_untrained(report, report.problems)
+        lost = _lost_by_skipping(report, report.problems)
         if lost:
             advice = (
-                f"{_capitalized(_keep_classes_advice(report, skip))}: skipping "
-                f"{_all(report.problems)} ({skip}) would leave no training image "
-                f"of {_class_words(lost)}."
+                f"{_capitalized(_instead_of_skipping(report, skip))}: skipping "
+                f"{_all(report.problems)} ({skip}) would leave {lost}."
             )
         else:
             advice = f"Fix or remove {these}, or skip {_it(report.problems)} ({skip})."
@@ -455,13 +454,22 @@ def raise_for_problems(
 
     train_counts = report.counts.get("train", {})
     empty = [label for label in report.dataset.classes if not train_counts.get(label)]
-    if empty and not sections:
-        sections.append(
-            f"{_plural(len(empty), 'class')} {'has' if len(empty) == 1 else 'have'} "
-            f"no usable training image: {', '.join(map(repr, empty))}"
-        )
+    num_val = report.num_given.get("val", 0)
+    no_val = num_val > 0 and not sum(report.counts["val"].values())
+    if (empty or no_val) and not sections:
+        if empty:
+            sections.append(
+                f"{_plural(len(empty), 'class')} "
+                f"{'has' if len(empty) == 1 else 'have'} no usable training image: "
+                f"{', '.join(map(repr, empty))}"
+            )
+        if no_val:
+            sections.append(
+                f"no usable val image of the {num_val} given, and the probe is tuned "
+                "on val"
+            )
         if report.problems:
-            advice = _keep_classes_advice(report, "skip_bad=True, --skip-bad")
+            advice = _instead_of_skipping(report, "skip_bad=True, --skip-bad")
             sections.append(f"{_capitalized(advice)}.")
     if sections:
         raise DataError("\n".join(sections))
@@ -634,12 +642,11 @@ def _verdict_lines(report: DatasetReport) -> list[str]:
             f"  add images of a second class to train{only}: a ranking needs at "
             "least two classes to tell apart"
         )
-    lost = _classes_left_untrained(report, report.problems)
+    lost = _lost_by_skipping(report, report.problems)
     if lost:
         lines.append(
-            f"  {_keep_classes_advice(report, '--skip-bad')}: leaving "
-            f"{_all(report.problems)} out (--skip-bad) would leave no training "
-            f"image of {_class_words(lost)}"
+            f"  {_instead_of_skipping(report, '--skip-bad')}: leaving "
+            f"{_all(report.problems)} out (--skip-bad) would leave {lost}"
         )
     elif report.problems:
         lines.append(
@@ -737,24 +744,28 @@ def _pixels_option(pixels: int) -> str:
     return f"{-(-pixels // 10**6)}M"
 
 
-def _classes_left_untrained(
-    report: DatasetReport, left_out: Collection[Problem]
-) -> list[str]:
-    """The classes that have no training image once these files are left out."""
+def _lost_by_skipping(report: DatasetReport, left_out: Collection[Problem]) -> str:
+    """What a run would lack once these files are left out, in words; "" if nothing.
+
+    Every class needs a training image, and the probe is tuned on val.
+    """
     out = {Path(problem.path) for problem in left_out}
-    kept = {
-        sample.label
-        for sample in report.dataset.samples
-        if sample.split == "train" and sample.path not in out
-    }
-    return [label for label in report.dataset.classes if label not in kept]
+    kept = [sample for sample in report.dataset.samples if sample.path not in out]
+    trained = {sample.label for sample in kept if sample.split == "train"}
+    untrained = [label for label in report.dataset.classes if label not in trained]
+    lost = []
+    if untrained:
+        lost.append(f"no training image of {_class_words(untrained)}")
+    if report.num_given.get("val") and not any(s.split == "val" for s in kept):
+        lost.append("no val image")
+    return " and ".join(lost)
 
 
-def _keep_classes_advice(report: DatasetReport, skip: str) -> str:
+def _instead_of_skipping(report: DatasetReport, skip: str) -> str:
     """What to do instead of skipping every file that cannot be used ("fix ...")."""
     over = [p for p in report.problems if p.reason.startswith(_OVER_LIMIT)]
     rest = [p for p in report.problems if not p.reason.startswith(_OVER_LIMIT)]
-    if not over or _classes_left_untrained(report, rest):
+    if not over or _lost_by_skipping(report, rest):
         return f"fix the {_plural(len(report.problems), 'file')} that cannot be used"
     largest = _largest_size(over)
     option = (
