@@ -25,7 +25,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from lazyvision import backbones
+from lazyvision import _hub, _weights, backbones
 from lazyvision.backbones import (
     ALIASES,
     DEFAULT_MODELS,
@@ -430,7 +430,7 @@ def test_lite_package_weights_recognise_a_photo(index: int) -> None:
     # The package's own classifier kept, to read ImageNet predictions.
     architecture = LITE_MODELS[index]
     model = timm.create_model(architecture, num_classes=1000).eval()
-    state = backbones._package_state_dict(
+    state = _weights._package_state_dict(
         _lite_weights_file(index), model.state_dict(), origin=architecture
     )
     model.load_state_dict(state, strict=True)
@@ -580,7 +580,7 @@ def test_offline_weights_say_where_each_backbone_would_load_from(
 @pytest.fixture
 def _hub_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     """A hub failure a test remembers is forgotten after it."""
-    monkeypatch.setattr(backbones, "_hub_failure", None)
+    monkeypatch.setattr(_hub, "_hub_failure", None)
 
 
 def _raised(error: BaseException, cause: BaseException | None = None) -> BaseException:
@@ -620,8 +620,8 @@ _REACHABLE = {
 @pytest.mark.usefixtures("_hub_memory")
 @pytest.mark.parametrize("kind", sorted(_REACHABLE))
 def test_other_hub_failures_are_not_remembered(kind: str) -> None:
-    assert not backbones._remember_hub_failure(_REACHABLE[kind]())
-    assert backbones._hub_failure is None
+    assert not _hub._remember_hub_failure(_REACHABLE[kind]())
+    assert _hub._hub_failure is None
 
 
 @pytest.mark.usefixtures("_hub_memory")
@@ -630,7 +630,7 @@ def test_unreachable_hub_fails_later_loads_at_once(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, kind: str
 ) -> None:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    assert backbones._remember_hub_failure(_UNREACHABLE[kind]())
+    assert _hub._remember_hub_failure(_UNREACHABLE[kind]())
 
     # allow_download=True: only the remembered failure stops a download here
     # (HF_HUB_OFFLINE stays set as a second guard).
@@ -654,7 +654,7 @@ def test_unreachable_hub_still_loads_cached_and_packaged_weights(
 ) -> None:
     _cache_test_resnet(tmp_path)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    assert backbones._remember_hub_failure(_UNREACHABLE["url"]())
+    assert _hub._remember_hub_failure(_UNREACHABLE["url"]())
 
     assert create_backbone("test_resnet").weights_source == "timm hub"
     assert create_backbone("tf_efficientnet_lite0").weights_source.startswith("package")
