@@ -580,7 +580,7 @@ def test_offline_weights_say_where_each_backbone_would_load_from(
 @pytest.fixture
 def _hub_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     """A hub failure a test remembers is forgotten after it."""
-    monkeypatch.setattr(_hub, "_hub_failure", None)
+    monkeypatch.setattr(_hub, "hub_failure", None)
 
 
 def _raised(error: BaseException, cause: BaseException | None = None) -> BaseException:
@@ -621,7 +621,7 @@ _REACHABLE = {
 @pytest.mark.parametrize("kind", sorted(_REACHABLE))
 def test_other_hub_failures_are_not_remembered(kind: str) -> None:
     assert not _hub._remember_hub_failure(_REACHABLE[kind]())
-    assert _hub._hub_failure is None
+    assert _hub.hub_failure is None
 
 
 @pytest.mark.usefixtures("_hub_memory")

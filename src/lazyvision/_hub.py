@@ -29,7 +29,7 @@ from torch import nn
 logger = logging.getLogger("lazyvision.backbones")
 
 
-def _load_from_hub(
+def load_from_hub(
     architecture: str, *, allow_download: bool, tried: list[str]
 ) -> tuple[nn.Module, str, str] | None:
     """Loads timm's pretrained weights from the local cache, else downloads them."""
@@ -47,7 +47,7 @@ def _load_from_hub(
     where = f"timm hub {location}" if hub_id else f"weights file {location}"
 
     options: dict[str, Any] = {}
-    cached = _cached_hub_file(hub_id, cfg.hf_hub_filename, url)
+    cached = cached_hub_file(hub_id, cfg.hf_hub_filename, url)
     if cached is not None:
         # Loading the cached file through timm keeps its checkpoint filters and
         # never touches the network.
@@ -73,18 +73,18 @@ def _load_from_hub(
 
 # Why the hub could not be reached, once a download failed for want of a
 # connection: each later download would wait through the same retries again.
-_hub_failure: str | None = None
+hub_failure: str | None = None
 
 
 def _remember_hub_failure(error: BaseException) -> bool:
     """Remembers a failed download, if a connection problem caused it; says if so."""
-    global _hub_failure
+    global hub_failure
     cause = _connection_cause(error)
     if cause is None:
         return False
-    if _hub_failure is None:
-        _hub_failure = f"{type(cause).__name__}: {cause}"
-        logger.warning("model hub unreachable; no more downloads: %s", _hub_failure)
+    if hub_failure is None:
+        hub_failure = f"{type(cause).__name__}: {cause}"
+        logger.warning("model hub unreachable; no more downloads: %s", hub_failure)
     return True
 
 
@@ -158,7 +158,7 @@ def _why_no_download(*, allow_download: bool) -> str | None:
     """Why no download may be tried now, or None when one may."""
     if not allow_download:
         return "downloads are off (--offline, or Settings(allow_download=False))"
-    if _hub_failure is not None:
+    if hub_failure is not None:
         return "the hub was unreachable earlier in this process"
     if _hub_offline():
         return "HF_HUB_OFFLINE is set"
@@ -173,7 +173,7 @@ def _hub_offline() -> bool:
     )
 
 
-def _cached_hub_file(
+def cached_hub_file(
     hub_id: str | None, hub_filename: str | None, url: str | None
 ) -> Path | None:
     """The locally cached weight file timm would load, without any network."""

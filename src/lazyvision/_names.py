@@ -14,7 +14,7 @@ import timm
 from lazyvision.errors import ModelError
 
 PIXELS = "pixels"
-_RANDOM_PIXELS = (
+RANDOM_PIXELS = (
     "model spec {spec!r}: the pixel baseline has no weights to randomise; use "
     f"{PIXELS!r}"
 )
@@ -101,26 +101,26 @@ def parse_spec(spec: str) -> ModelSpec:
 
 
 @functools.cache
-def _timm_names() -> frozenset[str]:
+def timm_names() -> frozenset[str]:
     """timm's architectures and pretrained ``arch.tag`` names."""
     return frozenset(timm.list_models()) | frozenset(timm.list_models(pretrained=True))
 
 
 @functools.cache
-def _squashed_timm_names() -> dict[str, tuple[str, ...]]:
+def squashed_timm_names() -> dict[str, tuple[str, ...]]:
     """timm names keyed by their squashed form, for "ConvNeXt-Tiny" and the like."""
     index: dict[str, list[str]] = {}
-    for name in sorted(_timm_names()):
-        index.setdefault(_squash(name), []).append(name)
+    for name in sorted(timm_names()):
+        index.setdefault(squash(name), []).append(name)
     return {key: tuple(names) for key, names in index.items()}
 
 
-def _squash(name: str) -> str:
+def squash(name: str) -> str:
     """Lower case without "_", "-" or spaces."""
     return re.sub(r"[\s_-]", "", name.lower())
 
 
-def _filter_names(names: set[str] | frozenset[str], pattern: str | None) -> list[str]:
+def filter_names(names: set[str] | frozenset[str], pattern: str | None) -> list[str]:
     """Sorted names matching a case-insensitive pattern (substring if no wildcard)."""
     if pattern is None:
         return sorted(names)

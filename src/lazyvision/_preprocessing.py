@@ -49,12 +49,12 @@ class Preprocessing:
         )
 
 
-def _preprocessing_of(model: nn.Module) -> Preprocessing:
+def preprocessing_of(model: nn.Module) -> Preprocessing:
     """The evaluation preprocessing timm resolves from the model's pretrained cfg."""
-    return _preprocessing_from(resolve_model_data_config(model))
+    return preprocessing_from(resolve_model_data_config(model))
 
 
-def _preprocessing_from(config: Mapping[str, Any]) -> Preprocessing:
+def preprocessing_from(config: Mapping[str, Any]) -> Preprocessing:
     """A :class:`Preprocessing` from a timm data config."""
     _, height, width = config["input_size"]
     crop_pct = float(config["crop_pct"])

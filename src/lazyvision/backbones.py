@@ -30,27 +30,27 @@ from timm.models import get_pretrained_cfg
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from lazyvision._hub import _cached_hub_file
+from lazyvision._hub import cached_hub_file
 from lazyvision._names import (
-    _RANDOM_PIXELS,
     ALIASES,
     DEFAULT_MODELS,
     DEMO_MODELS,
     PIXELS,
+    RANDOM_PIXELS,
     RANDOM_SUFFIX,
     ModelSpec,
-    _filter_names,
-    _squash,
-    _squashed_timm_names,
-    _timm_names,
+    filter_names,
     parse_spec,
+    squash,
+    squashed_timm_names,
+    timm_names,
 )
 from lazyvision._preprocessing import (
     Preprocessing,
-    _preprocessing_from,
-    _preprocessing_of,
+    preprocessing_from,
+    preprocessing_of,
 )
-from lazyvision._weights import _WEIGHT_PACKAGES, _build, _load_weights
+from lazyvision._weights import WEIGHT_PACKAGES, build_model, load_weights
 from lazyvision.errors import ModelError
 
 __all__ = [
@@ -187,7 +187,7 @@ def list_models(pattern: str | None = None) -> list[str]:
     """
     names = {name for zoo in _ZOOS for name in zoo.names()}
     names.update(DEFAULT_MODELS, DEMO_MODELS)
-    return _filter_names(names, pattern)
+    return filter_names(names, pattern)
 
 
 def offline_weights(name: str) -> str | None:
@@ -211,14 +211,14 @@ def offline_weights(name: str) -> str | None:
     architecture = TimmZoo().resolve(name)
     if architecture is None:
         return None
-    package = _WEIGHT_PACKAGES.get(architecture.removesuffix(".in1k"))
+    package = WEIGHT_PACKAGES.get(architecture.removesuffix(".in1k"))
     if package is not None and importlib.util.find_spec(package[0]) is not None:
         return f"package {package[2]}"
     cfg = timm.get_pretrained_cfg(architecture)
     if cfg is None:
         return None
     url = cfg.url if isinstance(cfg.url, str) else None
-    if _cached_hub_file(cfg.hf_hub_id, cfg.hf_hub_filename, url) is not None:
+    if cached_hub_file(cfg.hf_hub_id, cfg.hf_hub_filename, url) is not None:
         return "local cache"
     return None
 
@@ -244,10 +244,10 @@ def resolve_preprocessing(spec: str) -> Preprocessing:
     pretrained_cfg = get_pretrained_cfg(architecture)
     if pretrained_cfg is not None:
         config = resolve_data_config(pretrained_cfg=pretrained_cfg.to_dict())
-        return _preprocessing_from(config)
+        return preprocessing_from(config)
     with torch.device("meta"):
-        model = _build(architecture)
-    return _preprocessing_of(model)
+        model = build_model(architecture)
+    return preprocessing_of(model)
 
 
 def check_spec(spec: str) -> None:
@@ -264,7 +264,7 @@ def check_spec(spec: str) -> None:
     if not any(zoo.resolve(parsed.name) is not None for zoo in _ZOOS):
         raise ModelError(_unknown_model_message(parsed.name))
     if parsed.random_weights and parsed.name.lower() == PIXELS:
-        raise ModelError(_RANDOM_PIXELS.format(spec=parsed.text))
+        raise ModelError(RANDOM_PIXELS.format(spec=parsed.text))
 
 
 def register_zoo(zoo: Zoo) -> None:
@@ -287,10 +287,10 @@ def count_macs(backbone: Backbone) -> int | None:
         return backbone.macs_per_image
     height, width = backbone.preprocessing.input_size
     model, device = backbone.model, None
-    if backbone.architecture in _timm_names():
+    if backbone.architecture in timm_names():
         try:
             with torch.device("meta"):
-                model = _build(backbone.architecture)
+                model = build_model(backbone.architecture)
             device = torch.device("meta")
         except Exception:  # any rebuild failure: count on the real model instead
             model = backbone.model
@@ -328,7 +328,7 @@ class PixelZoo:
 
     def names(self, pattern: str | None = None) -> list[str]:
         """The one name, "pixels", when it matches."""
-        return _filter_names({PIXELS}, pattern)
+        return filter_names({PIXELS}, pattern)
 
     def resolve(self, name: str) -> str | None:
         """The baseline's name for "pixels" in any case, else None."""
@@ -343,7 +343,7 @@ class PixelZoo:
     ) -> Backbone:
         """Builds the baseline; it has no weights, so ``@random`` is refused."""
         if spec.random_weights:
-            raise ModelError(_RANDOM_PIXELS.format(spec=spec.text))
+            raise ModelError(RANDOM_PIXELS.format(spec=spec.text))
         return Backbone(
             name=spec.text,
             architecture=PIXELS,
@@ -362,16 +362,16 @@ class TimmZoo:
 
     def names(self, pattern: str | None = None) -> list[str]:
         """timm's names, pretrained tags included, and the aliases."""
-        return _filter_names(_timm_names() | set(ALIASES), pattern)
+        return filter_names(timm_names() | set(ALIASES), pattern)
 
     def resolve(self, name: str) -> str | None:
         """The timm name for ``name``, or None when timm has no such model."""
-        if name in _timm_names():
+        if name in timm_names():
             return name
-        key = _squash(name)
+        key = squash(name)
         if key in ALIASES:
             return ALIASES[key]
-        matches = _squashed_timm_names().get(key, ())
+        matches = squashed_timm_names().get(key, ())
         return matches[0] if len(matches) == 1 else None
 
     def create(
@@ -391,10 +391,10 @@ class TimmZoo:
             # reseeding the caller's.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
-                model = _build(architecture)
+                model = build_model(architecture)
             source, weights_id = "random (control)", "random-seed0"
         else:
-            model, source, weights_id = _load_weights(
+            model, source, weights_id = load_weights(
                 spec, architecture, weights=weights, allow_download=allow_download
             )
 
@@ -405,7 +405,7 @@ class TimmZoo:
             name=spec.text,
             architecture=architecture,
             model=model,
-            preprocessing=_preprocessing_of(model),
+            preprocessing=preprocessing_of(model),
             embedding_size=_embedding_size(model),
             num_params=sum(p.numel() for p in model.parameters()),
             weights_source=source,
