@@ -570,6 +570,11 @@ def test_the_readme_imports_what_the_package_exports() -> None:
         ({"device": "quantum"}, r"device \(--device\): device 'quantum' is not"),
         ({"precision": "int4"}, r"precision \(--precision\) must be one of auto,"),
         (
+            {"seed": -1},
+            r"^seed \(--seed\) must be a whole number of 0 or more, got -1$",
+        ),
+        ({"seed": 1.5}, r"^seed \(--seed\) must be a whole number of 0 or more"),
+        (
             {"weights": {"resnet18": "nonexist.pt"}},
             r"^weights \(--weights\) for backbone 'resnet18': 'nonexist\.pt' does "
             "not exist; give the path of a .safetensors or torch checkpoint file$",
@@ -735,3 +740,19 @@ def test_skip_bad_that_leaves_no_val_image_stops_before_the_sort_is_checked(
         )
     # Not the advice to sort on the val metric it already sorts on.
     assert "sort on" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("sort", "message"),
+    [
+        ("xyzzy", r"'xyzzy' is not a leaderboard column\. The columns: val_accuracy"),
+        ("val_acuracy", r"did you mean 'val_accuracy'.*\? The columns: val_accuracy"),
+    ],
+)
+def test_an_unknown_sort_metric_lists_the_columns_as_a_sentence_of_its_own(
+    tmp_path: Path, digits_splits: Path, sort: str, message: str
+) -> None:
+    from lazyvision.errors import DataError
+
+    with pytest.raises(DataError, match=message):
+        rank(digits_splits, models=["pixels"], output=tmp_path / "run", sort=sort)

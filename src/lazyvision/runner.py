@@ -410,10 +410,10 @@ def _check_sort(sort: str) -> None:
     allowed += ["images_per_second", "num_params", "latency_ms"]
     if sort not in allowed:
         close = difflib.get_close_matches(sort, allowed, n=3)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else "."
         raise DataError(
             f"sort metric {sort!r} is not a leaderboard column{hint} "
-            f"Columns: {', '.join(allowed)}"
+            f"The columns: {', '.join(allowed)}"
         )
 
 

@@ -96,6 +96,11 @@ class Settings:
             raise DataError(
                 f"num_repeats (--repeats) must be 1 or more, got {self.num_repeats!r}"
             )
+        seed = self.seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise DataError(
+                f"seed (--seed) must be a whole number of 0 or more, got {seed!r}"
+            )
         if self.precision not in PRECISIONS:
             raise DataError(
                 f"precision (--precision) must be one of {', '.join(PRECISIONS)}; "
