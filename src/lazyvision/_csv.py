@@ -1,8 +1,8 @@
 """CSV files as text: decoding, the table of rows, and the errors about them.
 
-What the rows mean (paths, labels, splits) is :mod:`lazyvision.data`'s business;
-here a file becomes a :class:`Table` with its spreadsheet row numbers, and the
-messages that name those rows are worded.
+What the rows mean (paths, labels, splits) is the business of
+:mod:`lazyvision._csv_layouts`; here a file becomes a :class:`Table` with its
+spreadsheet row numbers, and the messages that name those rows are worded.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import codecs
 import csv
 import difflib
 import io
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -257,3 +257,8 @@ def read_csv(path: Path, *, warnings: list[str]) -> Table:
 def plural(count: int, singular: str, plural: str) -> str:
     """ "1 row", "2 rows": the count and the noun that goes with it."""
     return f"{count} {singular if count == 1 else plural}"
+
+
+def quoted(values: Iterable[str]) -> str:
+    """ "'a', 'b'": each value in quotes, comma separated."""
+    return ", ".join(repr(value) for value in values)
