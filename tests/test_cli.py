@@ -225,6 +225,26 @@ def test_a_rerun_with_other_models_lists_the_earlier_ones_and_says_so(
     ) in err
 
 
+def test_the_notes_at_the_end_of_a_run_are_saved_for_the_report(
+    tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    argv = _rank(splits, run, cache)
+    argv[argv.index(TINY)] = "pixels"
+    assert main(argv) == 0
+    argv[argv.index("pixels")] = "test_resnet@random"
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+
+    printed = [line[len("note: ") :] for line in err.splitlines() if "note: " in line]
+    saved = json.loads((run / "run.json").read_text())["notes"]
+    assert saved == printed[-len(saved) :]
+    also_ranked = f"also ranked, finished in {run} by an earlier run on the same data"
+    assert any(note.startswith(also_ranked) for note in saved), saved
+    assert main(["report", str(run)]) == 0
+    assert also_ranked in (run / "report.html").read_text()
+
+
 def test_unknown_sort_column_is_a_usage_error_with_suggestions(
     tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -13,7 +13,6 @@ import contextlib
 import errno
 import gc
 import importlib
-import json
 import logging
 import logging.handlers
 import math
@@ -24,7 +23,7 @@ import signal
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -538,12 +537,8 @@ def _run_rank(args: argparse.Namespace, data: str) -> int:
     rows = board.to_dict(orient="records")
     print(format_leaderboard(rows, sort_metric=args.sort, wide=args.wide))
     run_dir = Path(board.attrs["run_dir"])
-    earlier = list(board.attrs.get("earlier_models", []))
-    own = [row for row in rows if row.get("model") not in earlier]
-    left_out = list(board.attrs.get("left_out_models", []))
     print(file=sys.stderr)
-    notes = _run_notes(run_dir) + _reuse_notes(own) + _limit_notes(rows)
-    for note in notes + _folder_notes(run_dir, earlier, left_out):
+    for note in board.attrs.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
     print(f"saved to {run_dir}", file=sys.stderr)
     if args.report:
@@ -552,57 +547,6 @@ def _run_rank(args: argparse.Namespace, data: str) -> int:
         print(f"report: {write_report(run_dir)}", file=sys.stderr)
     complete = all(row.get("status") in ("ok", "excluded") for row in rows)
     return EXIT_OK if complete else EXIT_PARTIAL
-
-
-def _run_notes(run_dir: Path) -> list[str]:
-    """The data set's notes (how val was drawn, ...) that the run folder records."""
-    try:
-        notes = json.loads((run_dir / "run.json").read_text()).get("notes")
-    except (OSError, ValueError, AttributeError):
-        return []
-    return [str(note) for note in notes] if isinstance(notes, list) else []
-
-
-def _reuse_notes(rows: Sequence[Mapping[Hashable, Any]]) -> list[str]:
-    """Which backbones ran on no image: their embeddings were all cached."""
-    reused = [
-        str(row.get("model"))
-        for row in rows
-        if row.get("status") == "ok" and row.get("num_computed") == 0
-    ]
-    if not reused:
-        return []
-    return [
-        "embeddings read back from an earlier run or the cache, no image run "
-        f"through the backbone again: {', '.join(reused)} ({len(reused)} of "
-        f"{len(rows)})"
-    ]
-
-
-def _limit_notes(rows: Sequence[Mapping[Hashable, Any]]) -> list[str]:
-    """Says so when the limits left no backbone ranked."""
-    if not rows or any(row.get("status") != "excluded" for row in rows):
-        return []
-    return [
-        "every backbone is over --max-latency-ms or --max-params (the reasons are "
-        "in the table), so none is ranked; raise the limits or leave them out"
-    ]
-
-
-def _folder_notes(run_dir: Path, earlier: list[str], left_out: list[str]) -> list[str]:
-    """Which backbones of earlier runs in the folder are ranked, and which not."""
-    notes = []
-    if earlier:
-        notes.append(
-            f"also ranked, finished in {run_dir} by an earlier run on the same data "
-            f"and settings: {', '.join(earlier)}"
-        )
-    if left_out:
-        notes.append(
-            f"{run_dir / 'models'} also holds backbones this leaderboard leaves "
-            f"out: {', '.join(left_out)}; name them in --models to run them again"
-        )
-    return notes
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ import json
 import logging
 import platform
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -174,6 +174,9 @@ def rank(
         ``.attrs["earlier_models"]`` names the backbones from earlier calls and
         ``.attrs["left_out_models"]`` those the folder holds but the ranking
         leaves out, each with why: scored on other data or settings, or failed.
+        ``.attrs["notes"]`` says what the table does not: how val was drawn,
+        which results were read back rather than computed, and the backbones of
+        earlier calls in the folder; run.json records them as well.
 
     Raises:
         DataError: The data cannot be used (the message lists every problem), or
@@ -316,7 +319,8 @@ def rank(
     earlier = _read_earlier(run_dir, specs, manifest, settings, evaluations)
     board = _finish(run_dir, evaluations | earlier.found, sort, manifest, settings)
     earlier.describe(board, specs)
-    run_info.update(status="finished", finished=_now())
+    board.attrs["notes"] = [*dataset.notes, *_end_notes(board, run_dir)]
+    run_info.update(status="finished", finished=_now(), notes=board.attrs["notes"])
     write_json_atomic(run_dir / "run.json", json_safe(run_info))
     return board
 
@@ -705,6 +709,63 @@ def _finish(
     return frame
 
 
+def _end_notes(board: pd.DataFrame, run_dir: Path) -> list[str]:
+    """What the leaderboard does not show: which results were read back rather
+    than computed, limits that left no backbone ranked, and the backbones of
+    earlier runs in the folder, ranked or left out."""
+    rows = board.to_dict(orient="records")
+    earlier = list(board.attrs.get("earlier_models", []))
+    own = [row for row in rows if row.get("model") not in earlier]
+    left_out = list(board.attrs.get("left_out_models", []))
+    return [
+        *_reuse_notes(own),
+        *_limit_notes(rows),
+        *_folder_notes(run_dir, earlier, left_out),
+    ]
+
+
+def _reuse_notes(rows: Sequence[Mapping[Hashable, Any]]) -> list[str]:
+    """Which backbones ran on no image: their embeddings were all cached."""
+    reused = [
+        str(row.get("model"))
+        for row in rows
+        if row.get("status") == "ok" and row.get("num_computed") == 0
+    ]
+    if not reused:
+        return []
+    return [
+        "embeddings read back from an earlier run or the cache, no image run "
+        f"through the backbone again: {', '.join(reused)} ({len(reused)} of "
+        f"{len(rows)})"
+    ]
+
+
+def _limit_notes(rows: Sequence[Mapping[Hashable, Any]]) -> list[str]:
+    """Says so when the limits left no backbone ranked."""
+    if not rows or any(row.get("status") != "excluded" for row in rows):
+        return []
+    return [
+        "every backbone is over --max-latency-ms or --max-params (the reasons are "
+        "in the table), so none is ranked; raise the limits or leave them out"
+    ]
+
+
+def _folder_notes(run_dir: Path, earlier: list[str], left_out: list[str]) -> list[str]:
+    """Which backbones of earlier runs in the folder are ranked, and which not."""
+    notes = []
+    if earlier:
+        notes.append(
+            f"also ranked, finished in {run_dir} by an earlier run on the same data "
+            f"and settings: {', '.join(earlier)}"
+        )
+    if left_out:
+        notes.append(
+            f"{run_dir / 'models'} also holds backbones this leaderboard leaves "
+            f"out: {', '.join(left_out)}; name them in --models to run them again"
+        )
+    return notes
+
+
 def _run_info(
     dataset: Dataset,
     classes: Sequence[str],
@@ -715,7 +776,8 @@ def _run_info(
     specs: Sequence[str],
 ) -> dict[str, Any]:
     """What run.json records; its status is "running" until the run ends, when
-    it becomes "finished" or "interrupted" (Ctrl-C)."""
+    it becomes "finished" or "interrupted" (Ctrl-C). Its notes are the data
+    set's; a finished run adds the notes said at its end (``_end_notes``)."""
     import timm
 
     device = resolve_device(settings.device)
