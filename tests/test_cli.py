@@ -569,6 +569,8 @@ def test_demo_reuses_one_sample_in_the_cache_and_leaves_no_temporary_folder(
     assert first.count(colours) == second.count(colours) == 1
     assert f"digits sample reused from {sample / 'splits'}" in second
     assert f"saved to {sample / 'run'}" in second
+    runs = json.loads((sample / "run" / "run.json").read_text())["runs"]
+    assert [run["status"] for run in runs] == ["finished", "finished"]
     assert (
         "embeddings read back from an earlier run or the cache, no image run "
         "through the backbone again: pixels"

@@ -122,6 +122,32 @@ def test_warm_rerun_computes_nothing(tmp_path: Path, digits_splits: Path) -> Non
     pd.testing.assert_frame_equal(first[columns], second[columns])
 
 
+def test_a_rerun_keeps_the_record_of_every_run_on_the_folder(
+    tmp_path: Path, digits_splits: Path
+) -> None:
+    run = tmp_path / "run"
+    fields = ("started", "finished", "status", "models")
+    rank(digits_splits, models=["pixels"], output=run, settings=FAST)
+    first = json.loads((run / "run.json").read_text())
+    rank(digits_splits, models=TINY, output=run, settings=FAST)
+    second = json.loads((run / "run.json").read_text())
+
+    assert second["runs"] == [
+        {key: first[key] for key in fields},
+        {key: second[key] for key in fields},
+    ]
+    assert [entry["models"] for entry in second["runs"]] == [["pixels"], TINY]
+    assert second["status"] == "finished" and second["started"] >= first["finished"]
+
+    # A run.json from before the history was kept counts as one earlier run.
+    del second["runs"]
+    (run / "run.json").write_text(json.dumps(second))
+    rank(digits_splits, models=["pixels"], output=run, settings=FAST)
+    third = json.loads((run / "run.json").read_text())
+    assert third["runs"][0] == {key: second[key] for key in fields}
+    assert len(third["runs"]) == 2
+
+
 def test_a_run_folder_of_another_data_set_is_refused_and_kept(
     tmp_path: Path, digits_splits: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -150,8 +150,9 @@ def rank(
         data: A folder of split CSVs, one CSV with a split column, a class-folder
             root, or a loaded :class:`~lazyvision.data.Dataset`.
         models: Backbone specs; by default ``backbones.DEFAULT_MODELS``.
-        output: The run folder; rerunning on the same folder resumes, and its
-            leaderboard keeps the backbones earlier calls finished there.
+        output: The run folder; rerunning on the same folder resumes, its
+            leaderboard keeps the backbones earlier calls finished there, and
+            run.json's "runs" lists every call, oldest first.
         cache_dir: Embedding cache; defaults to ``$LAZYVISION_CACHE`` or the user's
             cache folder.
         sort: The leaderboard column to sort by.
@@ -222,6 +223,7 @@ def rank(
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     run_dir = Path(output) if output is not None else default_run_dir(dataset)
     _check_run_dir_holds(run_dir, dataset)
+    earlier_runs = _earlier_runs(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
     sides = store_sides(
@@ -274,7 +276,7 @@ def rank(
             started_at,
             specs,
         )
-        write_json_atomic(run_dir / "run.json", json_safe(run_info))
+        _write_run_info(run_dir, run_info, earlier_runs)
         _evaluate_all(
             specs,
             manifest,
@@ -312,7 +314,7 @@ def rank(
         if run_info is not None:
             run_info["status"] = INTERRUPTED
             run_info[INTERRUPTED] = _now()
-            write_json_atomic(run_dir / "run.json", json_safe(run_info))
+            _write_run_info(run_dir, run_info, earlier_runs)
         raise RunInterrupted(board, run_dir) from None
     finally:
         store.close()
@@ -321,7 +323,7 @@ def rank(
     earlier.describe(board, specs)
     board.attrs["notes"] = [*dataset.notes, *_end_notes(board, run_dir)]
     run_info.update(status="finished", finished=_now(), notes=board.attrs["notes"])
-    write_json_atomic(run_dir / "run.json", json_safe(run_info))
+    _write_run_info(run_dir, run_info, earlier_runs)
     return board
 
 
@@ -766,6 +768,44 @@ def _folder_notes(run_dir: Path, earlier: list[str], left_out: list[str]) -> lis
     return notes
 
 
+#: What run.json's "runs" keeps of each call on the run folder.
+_RUN_FIELDS = ("started", "finished", INTERRUPTED, "status", "models")
+
+
+def _earlier_runs(run_dir: Path) -> list[dict[str, Any]]:
+    """The calls an earlier run.json in the folder records, oldest first.
+
+    A run.json written before the history was kept records one call, at its top
+    level.
+    """
+    info = _read_row(run_dir / "run.json")
+    if info is None:
+        return []
+    runs = info.get("runs")
+    if isinstance(runs, list):
+        return [run for run in runs if isinstance(run, dict)]
+    return [_run_entry(info)] if "started" in info else []
+
+
+def _run_entry(info: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: info[key] for key in _RUN_FIELDS if key in info}
+
+
+def _write_run_info(
+    run_dir: Path, info: Mapping[str, Any], earlier_runs: Sequence[Mapping[str, Any]]
+) -> None:
+    """Writes run.json: this call at the top level, and every call in "runs".
+
+    Rerunning on a folder resumes it and rewrites its leaderboard, so the top
+    level (settings, notes, start, end and status) describes the call that wrote
+    the leaderboard; "runs" keeps the start, end, status and backbones of every
+    call on the folder, oldest first, this one last, so a rerun (a second
+    ``lazyvision demo``, say) loses no record of the first.
+    """
+    runs = [*earlier_runs, _run_entry(info)]
+    write_json_atomic(run_dir / "run.json", json_safe({**info, "runs": runs}))
+
+
 def _run_info(
     dataset: Dataset,
     classes: Sequence[str],
@@ -775,9 +815,10 @@ def _run_info(
     started_at: str,
     specs: Sequence[str],
 ) -> dict[str, Any]:
-    """What run.json records; its status is "running" until the run ends, when
-    it becomes "finished" or "interrupted" (Ctrl-C). Its notes are the data
-    set's; a finished run adds the notes said at its end (``_end_notes``)."""
+    """What run.json records of this call; its status is "running" until the run
+    ends, when it becomes "finished" or "interrupted" (Ctrl-C). Its notes are the
+    data set's; a finished run adds the notes said at its end (``_end_notes``).
+    ``_write_run_info`` adds the history of the calls on the folder."""
     import timm
 
     device = resolve_device(settings.device)
