@@ -529,6 +529,23 @@ def test_demo_lite0_beats_its_random_twin_and_pixels_offline(
     assert _table_models(out)[0] == "tf_efficientnet_lite0"
 
 
+def test_demo_records_that_its_own_backbones_ran_with_downloads_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo set's weights are packaged; one backbone stands in for the set."""
+    monkeypatch.setattr("lazyvision.backbones.DEMO_MODELS", ("pixels",))
+    argv = ["demo", "--data-dir", str(tmp_path / "digits")]
+    argv += ["--cache-dir", str(tmp_path / "cache"), "--resamples", "100"]
+
+    assert main([*argv, "--output", str(tmp_path / "own")]) == 0
+    assert main([*argv, "--output", str(tmp_path / "named"), "--models", "pixels"]) == 0
+
+    own = json.loads((tmp_path / "own" / "run.json").read_text())
+    named = json.loads((tmp_path / "named" / "run.json").read_text())
+    assert own["models"] == ["pixels"] and own["settings"]["allow_download"] is False
+    assert named["settings"]["allow_download"] is True  # as rank: no --offline
+
+
 def test_demo_help_leaves_out_the_data_options_of_user_csvs(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

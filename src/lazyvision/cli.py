@@ -441,6 +441,13 @@ def _rank(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    """Ranks the demo's backbones on the digits sample, as ``rank`` would.
+
+    The demo's own backbones have their weights in installed packages (or need
+    none), so without --models it runs with downloads off, and run.json records
+    allow_download false; backbones named with --models may download unless
+    --offline is given, as in ``rank``.
+    """
     from lazyvision.cache import default_cache_dir
     from lazyvision.sample import write_digits_sample
 
@@ -459,6 +466,8 @@ def _demo(args: argparse.Namespace) -> int:
     )
     if args.output is None:
         args.output = str(folder / "run")
+    if args.models == "demo":
+        args.offline = True
     return _run_rank(args, str(splits))
 
 
