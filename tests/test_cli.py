@@ -546,6 +546,25 @@ def test_demo_records_that_its_own_backbones_ran_with_downloads_off(
     assert named["settings"]["allow_download"] is True  # as rank: no --offline
 
 
+def test_demo_takes_the_decoding_options_of_rank(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["demo", "--data-dir", str(tmp_path / "digits"), "--models", "pixels"]
+    argv += ["--cache-dir", str(tmp_path / "cache"), "--resamples", "100"]
+    argv += ["--output", str(tmp_path / "run")]
+
+    assert main([*argv, "--workers", "1", "--max-pixels", "1M"]) == 0
+    settings = json.loads((tmp_path / "run" / "run.json").read_text())["settings"]
+    assert settings["num_workers"] == 1 and settings["max_pixels"] == 10**6
+
+    with pytest.raises(SystemExit) as raised:
+        main([*argv, "--workers", "-1"])
+    assert raised.value.code == 2
+    assert "argument --workers: '-1' is not a number of threads" in (
+        capsys.readouterr().err
+    )
+
+
 def test_demo_help_leaves_out_the_data_options_of_user_csvs(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -557,6 +576,8 @@ def test_demo_help_leaves_out_the_data_options_of_user_csvs(
     for option in ("--path-column", "--label-column", "--image-root"):
         assert option not in out
     for option in ("--data-dir", "--models", "--output", "--offline"):
+        assert option in out
+    for option in ("--max-pixels", "--workers"):  # the images are decoded all the same
         assert option in out
     assert "the standard set" not in out  # the demo runs the packaged backbones
     with pytest.raises(SystemExit):

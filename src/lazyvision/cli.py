@@ -171,13 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
     rank.set_defaults(handler=_rank, modules=_RUN_MODULES)
 
     demo = commands.add_parser("demo", help="rank the packaged backbones on digits")
-    demo.add_argument(
+    data = demo.add_argument_group("data")
+    data.add_argument(
         "--data-dir",
         help="where to write the sample (default: a folder in the cache that every "
         "demo reuses, with its run folder)",
     )
-    # The demo writes its own CSVs, so the data options would only mislead.
-    _add_data_defaults(demo)
+    _add_decoding_options(data)
+    # The demo writes its own CSVs, so the column options would only mislead.
+    _add_column_defaults(demo)
     _add_ranking_options(demo, models_default="demo")
     demo.set_defaults(handler=_demo, modules=_RUN_MODULES)
 
@@ -205,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
+    _add_column_options(group)
+    _add_decoding_options(group)
+
+
+def _add_column_options(group: argparse._ActionsContainer) -> None:
+    """Where the images and labels are found in the user's CSVs or folders."""
     group.add_argument(
         "--path-column",
         default="filepath",
@@ -220,6 +228,10 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
         "test (%(default)s)",
     )
     group.add_argument("--image-root", help="folder relative paths resolve against")
+
+
+def _add_decoding_options(group: argparse._ActionsContainer) -> None:
+    """How the images are decoded: the pixel limit and the threads."""
     group.add_argument(
         "--max-pixels",
         type=_pixel_count,
@@ -234,10 +246,10 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_data_defaults(parser: argparse.ArgumentParser) -> None:
-    """The data options' defaults, for a command that does not offer them."""
+def _add_column_defaults(parser: argparse.ArgumentParser) -> None:
+    """The column options' defaults, for a command that does not offer them."""
     scratch = argparse.ArgumentParser(add_help=False)
-    _add_data_options(scratch)
+    _add_column_options(scratch)
     parser.set_defaults(**vars(scratch.parse_args([])))
 
 
