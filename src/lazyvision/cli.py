@@ -25,7 +25,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lazyvision import __version__
 from lazyvision.errors import DataError, LazyVisionError
@@ -43,6 +43,8 @@ EXIT_INTERRUPTED = 130
 # What a shell reports for a process that SIGPIPE ended.
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 _HANDLER_NAME = "lazyvision-cli"
+#: The number a limit option takes: a parameter count or milliseconds.
+Limit = TypeVar("Limit", int, float)
 #: What ranking loads (torch, timm, pandas), imported up front by _load.
 _RUN_MODULES = ("lazyvision.runner",)
 # Errors of creating or writing a file or folder where one cannot be written.
@@ -344,15 +346,14 @@ def _add_ranking_options(
         help="with a training set only: score N stratified val draws (seeds SEED "
         "to SEED+N-1) on the same embeddings and report mean, std, min and max",
     )
+    # The limits are read by _limit, not argparse: see there.
     run.add_argument(
         "--max-latency-ms",
-        type=float,
         metavar="MS",
         help="exclude backbones slower than this per image from the ranking",
     )
     run.add_argument(
         "--max-params",
-        type=_count,
         metavar="N",
         help="exclude backbones with more parameters, e.g. 25M, 1.5B or 300000",
     )
@@ -384,9 +385,42 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         allow_download=not args.offline,
         max_seconds_per_model=args.max_seconds_per_model,
         num_repeats=args.repeats,
-        max_latency_ms=args.max_latency_ms,
-        max_params=args.max_params,
+        max_latency_ms=_limit(
+            args.max_latency_ms,
+            option="--max-latency-ms",
+            parse=float,
+            accepted="milliseconds per image (e.g. 20 or 2.5)",
+        ),
+        max_params=_limit(
+            args.max_params,
+            option="--max-params",
+            parse=_count,
+            accepted="parameters (e.g. 25M, 1.5B, 300k or 5000000)",
+        ),
     )
+
+
+def _limit(
+    text: str | None, *, option: str, parse: Callable[[str], Limit], accepted: str
+) -> Limit | None:
+    """The value of a limit option, None when it is not given.
+
+    Read here rather than by argparse, which puts its usage line before the
+    message, so that every bad limit is refused alike: in one line naming the
+    option, the value and what it accepts.
+    """
+    if text is None:
+        return None
+    try:
+        value = parse(text)
+    except (ValueError, argparse.ArgumentTypeError):
+        value = None
+    if value is None or not 0 <= value < math.inf:
+        raise DataError(
+            f"{option} must be 0 or more {accepted}, got {text!r}; for no limit, "
+            f"leave {option} out"
+        )
+    return value
 
 
 _COUNT_SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
@@ -408,11 +442,6 @@ def _workers(text: str) -> int:
 
 def _count(text: str) -> int:
     """A parameter count: "25M", "1.5B", "300k" or a plain number."""
-    if re.match(r"\s*-\.?[0-9]", text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is a negative parameter count; give 0 or more, e.g. 25M, or "
-            "leave the option out for no limit"
-        )
     match = re.fullmatch(
         r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmbg]?)\s*", text.lower()
     )
