@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import re
 from collections.abc import Sequence
 from html.parser import HTMLParser
@@ -24,9 +25,12 @@ from sklearn.metrics import (
 )
 
 from lazyvision.check import check_dataset
+from lazyvision.cli import main
 from lazyvision.data import load_dataset
 from lazyvision.errors import DataError
 from lazyvision.report import write_report
+from lazyvision.runner import Settings, rank
+from lazyvision.sample import write_digits_sample
 
 SCRIPT_LABEL = "<script>alert(1)</script>"
 ESCAPED_LABEL = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -684,3 +688,33 @@ def test_pairs_show_each_file_by_its_path_within_the_data_set(
         f"{long_folder}_two/deep/0001.png",
     ]
     assert f'title="{data / "img" / "c" / "0001.png"}"' in found
+
+
+def test_the_dataset_section_warns_of_what_rank_warned_of(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    splits = write_digits_sample(tmp_path / "digits", num_per_class=6, classes=(0, 1))
+    # A train digit again in val, shrunk a little and saved as a JPEG: the same
+    # picture in other bytes.
+    first = (splits / "train.csv").read_text().splitlines()[1]
+    train_file, label = first.rsplit(",", 1)
+    copy = splits.parent / "images" / label / "copy.jpg"
+    with Image.open(splits / train_file) as picture:
+        picture.resize((60, 60), Image.Resampling.BICUBIC).save(copy, quality=90)
+    with (splits / "val.csv").open("a") as val:
+        val.write(f"../images/{label}/copy.jpg,{label}\n")
+
+    run = tmp_path / "run"
+    with caplog.at_level(logging.WARNING, logger="lazyvision"):
+        rank(splits, models=["pixels"], output=run, settings=Settings(num_workers=0))
+    warned = [r.getMessage() for r in caplog.records if r.name == "lazyvision.check"]
+    assert len(warned) == 1 and "1 near-duplicate pair" in warned[0]
+
+    # The report of the folder rank wrote, as `lazyvision report FOLDER` writes it.
+    assert main(["report", str(run)]) == 0
+    text = (run / "report.html").read_text(encoding="utf-8")
+    section = text.split('<section id="dataset">')[1].split("</section>")[0]
+    assert "<h3>Near duplicates</h3>" in section and "copy.jpg" in section
+    found = section.split("<h3>Warnings</h3>")[1]
+    assert "1 near-duplicate pair in different splits" in found
+    assert not re.search(r"None found: [^<]*warnings", section)

@@ -3,8 +3,13 @@
 Pairs of duplicate and near-duplicate images, and of copies within a split, are
 shown side by side as small thumbnails, one line a pair, so a reader can judge a
 pair at a glance; one file listed in two splits, and a pair under two labels, are
-said in words beside it. The lists of problems, warnings and ignored files follow,
+said in words beside it. The lists of problems, notes and ignored files follow,
 then image sizes and formats.
+
+The section opens with the warnings ``lazyvision rank`` logged about the data: the
+data set's own, and one line for each list of pairs or problems the run went on
+with, since rank warns of those too while dataset.json keeps them apart from its
+"warnings".
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ _PAIR_LISTS = {
     "near_duplicates": "Near duplicates",
     "copies_within_splits": "Copies within a split",
 }
-_OTHER_LISTS = ("problems", "warnings", "notes", "ignored")
+_OTHER_LISTS = ("problems", "notes", "ignored")
 # Shown in the header already, in the table of counts, or with the pairs.
 _SHOWN = frozenset(
     {
@@ -44,6 +49,7 @@ _SHOWN = frozenset(
         "classes",
         "splits",
         "near_duplicate_distance",
+        "warnings",
         *_PAIR_LISTS,
         *_OTHER_LISTS,
     }
@@ -56,10 +62,15 @@ def dataset_section(run: RunFolder) -> str:
     if dataset is None:
         return '<p class="note">No dataset.json in the run folder.</p>'
     parts = []
+    empty = []
+    warnings = _warning_lines(dataset)
+    if warnings:
+        parts.append("<h3>Warnings</h3>" + value_html(warnings))
+    elif "warnings" in dataset:
+        empty.append("warnings")
     splits = dataset.get("splits")
     if _is_split_table(splits):
         parts.append("<h3>Images per split and class</h3>" + _counts_html(run, splits))
-    empty = []
     for key, title in _PAIR_LISTS.items():
         pairs = dataset.get(key)
         if pairs and isinstance(pairs, list):
@@ -78,6 +89,53 @@ def dataset_section(run: RunFolder) -> str:
     if rest:
         parts.append("<h3>Image sizes, modes and formats</h3>" + value_html(rest))
     return "".join(parts)
+
+
+def _warning_lines(dataset: Mapping[str, Any]) -> list[str]:
+    """What rank logged as warnings about the data, a line each, as it logs them.
+
+    Rank warns of every list of problems or pairs it goes on with, not only of the
+    data set's "warnings"; without those lines a report of pairs would say that
+    no warning was found.
+    """
+
+    def count(key: str) -> int:
+        found = dataset.get(key)
+        return len(found) if isinstance(found, list) else 0
+
+    lines = []
+    if count("problems"):
+        images = plural(count("problems"), "image", "images")
+        lines.append(f"Left out {images} that cannot be used.")
+    if count("duplicates"):
+        pairs = plural(count("duplicates"), "pair", "pairs")
+        lines.append(
+            f"{pairs} of byte-identical files in different splits: a model is "
+            "scored on images it was trained on."
+        )
+    if count("near_duplicates"):
+        pairs = plural(
+            count("near_duplicates"), "near-duplicate pair", "near-duplicate pairs"
+        )
+        lines.append(
+            f"{pairs} in different splits (the same picture in other bytes): "
+            "scores may be optimistic."
+        )
+    num_copies = count("copies_within_splits")
+    if num_copies == 1:
+        lines.append(
+            "1 file is a byte-identical copy of another in its split, kept as an "
+            "image of its own."
+        )
+    elif num_copies:
+        lines.append(
+            f"{num_copies} files are byte-identical copies of others in their "
+            "split, each kept as an image of its own."
+        )
+    warnings = dataset.get("warnings")
+    if isinstance(warnings, list):
+        lines += [str(warning) for warning in warnings]
+    return lines
 
 
 def _is_split_table(splits: object) -> TypeGuard[Mapping[str, Mapping[str, Any]]]:
