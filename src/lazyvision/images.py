@@ -436,7 +436,12 @@ def _open(path: str | Path, file: BinaryIO, max_pixels: int) -> Image.Image:
         if pixels > max_pixels:
             reason = f"over the pixel limit ({pixels} > {max_pixels})"
         else:
-            reason = f"over the pixel limit (Pillow refuses over {limit or '?'})"
+            # Only Pillow's own setting lets such a file in; the CLI raises it
+            # with --max-pixels, a Python caller has to.
+            reason = (
+                f"over the pixel limit (Pillow refuses over {limit or '?'}; raise "
+                "PIL.Image.MAX_IMAGE_PIXELS to let it in)"
+            )
         raise ImageError(str(path), reason) from err
     except _CORRUPT_ERRORS as err:
         raise ImageError(str(path), "truncated or corrupt") from err
