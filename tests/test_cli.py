@@ -732,6 +732,58 @@ def test_ctrl_c_keeps_what_finished_and_the_rerun_resumes(
     assert board.loc["test_resnet@random", "num_computed"] == 120
 
 
+def test_sigterm_stops_a_run_as_ctrl_c_does_and_keeps_what_finished(
+    tmp_path: Path, digits_splits: Path
+) -> None:
+    """``kill PID`` or a job scheduler's time limit: the run is saved, not lost."""
+    run = tmp_path / "run"
+    models = "pixels,test_efficientnet@random,test_resnet@random"
+    arguments = ["rank", str(digits_splits), "--models", models, "--output", str(run)]
+    arguments += ["--cache-dir", str(tmp_path / "cache"), "--resamples", "100"]
+
+    process = subprocess.Popen(
+        [*_console_script(), *arguments],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    finished = run / "models" / "pixels" / "row.json"
+    give_up = time.monotonic() + 300  # a safety net against hanging, not a check
+    while not finished.exists() and process.poll() is None:
+        if time.monotonic() > give_up:
+            process.kill()
+            pytest.fail("pixels never finished")
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=300)
+
+    assert process.returncode == 128 + signal.SIGTERM, err
+    info = json.loads((run / "run.json").read_text())
+    assert (info["status"], info["stopped_by"]) == ("interrupted", "SIGTERM")
+    rows = json.loads((run / "leaderboard.json").read_text())
+    assert rows[0]["model"] == "pixels" and rows[0]["status"] == "ok"
+    stopped = [row for row in rows if row["status"] == "interrupted"]
+    assert stopped and all("SIGTERM" in row["reason"] for row in stopped)
+    assert _table_models(out)[0] == "pixels"
+    assert "SIGTERM received: stopped as on Ctrl-C." in err
+    assert f"saved in {run}: pixels" in err
+    assert f"--output {run}" in err
+
+
+def test_the_sigterm_handler_is_the_commands_alone() -> None:
+    """A program that calls ``main`` gets its own SIGTERM handler back."""
+
+    def own(signum: int, frame: object) -> None:
+        pass
+
+    previous = signal.signal(signal.SIGTERM, own)
+    try:
+        assert main(["models", "no-such-backbone-*"]) == 2
+        assert signal.getsignal(signal.SIGTERM) is own
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 # Ctrl-C at a chosen point: the script presses it itself, once the function named
 # by INTERRUPT_AT has returned INTERRUPT_AFTER times.
 _INTERRUPT_SCRIPT = textwrap.dedent(

@@ -43,6 +43,7 @@ _EXPORTS = {
     "ModelError": "lazyvision.errors",
     "WeightsError": "lazyvision.errors",
     "UnsafeCheckpointError": "lazyvision.errors",
+    "Terminated": "lazyvision.errors",
 }
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "RunInterrupted",
     "Sample",
     "Settings",
+    "Terminated",
     "UnsafeCheckpointError",
     "WeightsError",
     "__version__",
@@ -93,6 +95,7 @@ if TYPE_CHECKING:
         ImageError,
         LazyVisionError,
         ModelError,
+        Terminated,
         UnsafeCheckpointError,
         WeightsError,
     )

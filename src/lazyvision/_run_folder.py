@@ -102,7 +102,7 @@ def load_run(run_dir: Path) -> RunFolder:
     if not rows:
         rows = model_rows
     if not any(row.get("status") != INTERRUPTED for row in rows):
-        raise DataError(_no_rows_message(run_dir, info.get("status")))
+        raise DataError(_no_rows_message(run_dir, info))
 
     classes = tuple(str(name) for name in info.get("classes") or ())
     positive = info.get("positive_label")
@@ -131,13 +131,15 @@ def load_run(run_dir: Path) -> RunFolder:
     )
 
 
-def _no_rows_message(run_dir: Path, status: object) -> str:
+def _no_rows_message(run_dir: Path, info: Mapping[str, Any]) -> str:
     """Why a run folder has nothing to report, by the status run.json records."""
     folder = str(run_dir)
     resume = f"run the same `lazyvision rank` command with --output {folder} to resume"
+    status = info.get("status")
     if status == INTERRUPTED:
+        cause = info.get("stopped_by") or "Ctrl-C"
         return (
-            f"the run in {folder!r} was interrupted (Ctrl-C) before any backbone "
+            f"the run in {folder!r} was interrupted ({cause}) before any backbone "
             f"finished, so there is nothing to report; {resume}"
         )
     if status == "running":

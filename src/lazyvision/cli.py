@@ -2,8 +2,9 @@
 
 Exit status: 0 when every backbone finished (excluded by a limit or not), 3 when
 some failed or timed out, 2 for unusable data or arguments (an output or cache
-folder that cannot be written included), 130 on Ctrl-C, 141 when the reader of
-stdout goes away (``lazyvision models | head``), 1 for anything unexpected.
+folder that cannot be written included), 130 on Ctrl-C, 143 on SIGTERM (which
+stops a run as Ctrl-C does, saving what finished), 141 when the reader of stdout
+goes away (``lazyvision models | head``), 1 for anything unexpected.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from lazyvision import __version__
-from lazyvision.errors import DataError, LazyVisionError
+from lazyvision.errors import DataError, LazyVisionError, Terminated
 
 if TYPE_CHECKING:
     pass
@@ -40,6 +42,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
 # What a shell reports for a process that SIGPIPE ended.
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 _HANDLER_NAME = "lazyvision-cli"
@@ -72,13 +75,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # lazyvision names each image over the pixel limit itself; Pillow's warning
     # about the same image, with a path into Pillow, would only come first.
     warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds")
+    sigterm = _SigtermAsInterrupt()
     try:
-        _load(getattr(args, "modules", ()))
-        status: int = args.handler(args)
+        with sigterm:
+            _load(getattr(args, "modules", ()))
+            status: int = args.handler(args)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
     except KeyboardInterrupt as interrupt:
+        if sigterm.received:
+            print("\nSIGTERM received: stopped as on Ctrl-C.", file=sys.stderr)
         _print_interrupted(interrupt)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if sigterm.received else EXIT_INTERRUPTED
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
@@ -99,6 +106,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # the top level: say what broke, in one line
         return _unexpected(err)
     return status
+
+
+class _SigtermAsInterrupt:
+    """Takes SIGTERM (``kill``, a job scheduler's time limit) as Ctrl-C while a
+    command runs, so a stopped run saves what finished and says so.
+
+    The handler is the command line's alone: it is installed on entry and the
+    previous one put back on exit, and a program calling the library keeps its
+    own. A second SIGTERM is ignored, so it cannot break off the saving; SIGKILL
+    still ends the process at once.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+        self.previous: Any = None
+
+    def __enter__(self) -> _SigtermAsInterrupt:
+        # Python lets only the main thread set handlers; None is a handler set
+        # outside Python, which could not be put back.
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.getsignal(signal.SIGTERM)
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self._stop)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+    def _stop(self, signum: int, frame: object) -> None:
+        self.received = True
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
 
 
 def _attach_negative_values(argv: Sequence[str]) -> list[str]:

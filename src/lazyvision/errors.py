@@ -43,3 +43,12 @@ class UnsafeCheckpointError(WeightsError):
 
 class BudgetExceeded(LazyVisionError, TimeoutError):
     """A backbone ran past its time budget."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job scheduler's time limit), taken as Ctrl-C.
+
+    The command line raises it from its SIGTERM handler, so that a run stopped
+    that way saves what finished, as on Ctrl-C. The library installs no signal
+    handler itself; a program that wants the same raises this from its own.
+    """

@@ -47,7 +47,13 @@ from lazyvision.cache import (
 )
 from lazyvision.check import DatasetReport, check_dataset, raise_for_problems
 from lazyvision.data import DEFAULT_SPLIT_COLUMN, Dataset, load_dataset
-from lazyvision.errors import DataError, ImageError, LazyVisionError, ModelError
+from lazyvision.errors import (
+    DataError,
+    ImageError,
+    LazyVisionError,
+    ModelError,
+    Terminated,
+)
 from lazyvision.evaluation import (
     SPLIT_METRICS,
     Evaluation,
@@ -85,7 +91,8 @@ R = TypeVar("R")
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during :func:`rank`; the finished part of the run is saved.
+    """Ctrl-C (or :class:`~lazyvision.errors.Terminated`, SIGTERM at the command
+    line) during :func:`rank`; the finished part of the run is saved.
 
     Attributes:
         leaderboard: The run's rows, sorted as a finished run's: those finished
@@ -94,12 +101,16 @@ class RunInterrupted(KeyboardInterrupt):
         run_dir: Where they were saved; its run.json has status "interrupted".
         finished: The backbones whose results are saved, in leaderboard order;
             empty when none finished.
+        cause: What stopped the run: "Ctrl-C" or "SIGTERM".
     """
 
-    def __init__(self, leaderboard: pd.DataFrame, run_dir: Path) -> None:
+    def __init__(
+        self, leaderboard: pd.DataFrame, run_dir: Path, *, cause: str = "Ctrl-C"
+    ) -> None:
         super().__init__("interrupted")
         self.leaderboard = leaderboard
         self.run_dir = run_dir
+        self.cause = cause
         rows = leaderboard.to_dict(orient="records")
         self.finished = tuple(
             str(row["model"]) for row in rows if row.get("status") != INTERRUPTED
@@ -182,7 +193,8 @@ def rank(
     Raises:
         DataError: The data cannot be used (the message lists every problem), or
             ``settings.num_repeats`` is above 1 while a val split is given.
-        RunInterrupted: Ctrl-C; what finished is saved first.
+        RunInterrupted: Ctrl-C, or :class:`~lazyvision.errors.Terminated`; what
+            finished is saved first.
 
     Example:
         >>> board = rank("data/", models=["pixels", "resnet50"])  # doctest: +SKIP
@@ -288,13 +300,14 @@ def rank(
             on_model_start=on_model_start,
             into=evaluations,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        cause = stop_cause(stop)
         earlier = _Earlier()
         if manifest is not None:
             earlier = _read_earlier(run_dir, specs, manifest, settings, evaluations)
         for spec in specs:
             if spec not in evaluations and spec not in earlier.found:
-                reason = "not started: the run was interrupted (Ctrl-C)"
+                reason = f"not started: the run was interrupted ({cause})"
                 row = failed_row(spec, INTERRUPTED, reason)
                 evaluations[spec] = Evaluation(row, None)
         board = _finish(run_dir, evaluations | earlier.found, sort, manifest, settings)
@@ -314,8 +327,9 @@ def rank(
         if run_info is not None:
             run_info["status"] = INTERRUPTED
             run_info[INTERRUPTED] = _now()
+            run_info["stopped_by"] = cause
             _write_run_info(run_dir, run_info, earlier_runs)
-        raise RunInterrupted(board, run_dir) from None
+        raise RunInterrupted(board, run_dir, cause=cause) from None
     finally:
         store.close()
     earlier = _read_earlier(run_dir, specs, manifest, settings, evaluations)
@@ -325,6 +339,11 @@ def rank(
     run_info.update(status="finished", finished=_now(), notes=board.attrs["notes"])
     _write_run_info(run_dir, run_info, earlier_runs)
     return board
+
+
+def stop_cause(stop: BaseException) -> str:
+    """What a KeyboardInterrupt stands for, in the words rows and messages use."""
+    return "SIGTERM" if isinstance(stop, Terminated) else "Ctrl-C"
 
 
 def _now() -> str:
@@ -558,8 +577,8 @@ def _evaluate_all(
                 deadline=deadline,
                 progress=progress,
             )
-        except KeyboardInterrupt:
-            reason = "stopped by Ctrl-C while running; a rerun resumes it"
+        except KeyboardInterrupt as stop:
+            reason = f"stopped by {stop_cause(stop)} while running; a rerun resumes it"
             into[spec] = Evaluation(failed_row(spec, INTERRUPTED, reason), None)
             raise
         _save_evaluation(folder, key, evaluation)
@@ -769,7 +788,7 @@ def _folder_notes(run_dir: Path, earlier: list[str], left_out: list[str]) -> lis
 
 
 #: What run.json's "runs" keeps of each call on the run folder.
-_RUN_FIELDS = ("started", "finished", INTERRUPTED, "status", "models")
+_RUN_FIELDS = ("started", "finished", INTERRUPTED, "stopped_by", "status", "models")
 
 
 def _earlier_runs(run_dir: Path) -> list[dict[str, Any]]:
@@ -816,7 +835,8 @@ def _run_info(
     specs: Sequence[str],
 ) -> dict[str, Any]:
     """What run.json records of this call; its status is "running" until the run
-    ends, when it becomes "finished" or "interrupted" (Ctrl-C). Its notes are the
+    ends, when it becomes "finished" or "interrupted" (Ctrl-C or SIGTERM, named
+    in "stopped_by"). Its notes are the
     data set's; a finished run adds the notes said at its end (``_end_notes``).
     ``_write_run_info`` adds the history of the calls on the folder."""
     import timm
