@@ -718,3 +718,60 @@ def test_the_dataset_section_warns_of_what_rank_warned_of(
     found = section.split("<h3>Warnings</h3>")[1]
     assert "1 near-duplicate pair in different splits" in found
     assert not re.search(r"None found: [^<]*warnings", section)
+
+
+def _killed_run(folder: Path, *, before: Sequence[str] = ()) -> Path:
+    """A run folder as SIGKILL leaves it once pixels has finished, the runner's own.
+
+    ``before`` are the backbones of an earlier, finished call on the folder.
+    """
+    splits = write_digits_sample(folder / "digits", num_per_class=6)
+    run, settings = folder / "run", Settings(num_workers=0, num_resamples=0)
+    if before:
+        rank(splits, models=before, output=run, settings=settings)
+    earlier = (run / "leaderboard.json").read_bytes() if before else None
+    rank(splits, models=["pixels", "test_resnet@random"], output=run, settings=settings)
+    # What a kill while test_resnet@random ran leaves: its row never written,
+    # nor this call's leaderboard, and run.json as the start wrote it.
+    for path in (run / "models" / "test_resnet_random").iterdir():
+        path.unlink()
+    (run / "leaderboard.csv").unlink()
+    (run / "leaderboard.json").unlink()
+    if earlier is not None:
+        (run / "leaderboard.json").write_bytes(earlier)
+    info = json.loads((run / "run.json").read_text())
+    info.update(status="running", finished=None)
+    (run / "run.json").write_text(json.dumps(info))
+    return run
+
+
+def test_report_of_a_run_that_never_ended_says_so_and_names_what_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _killed_run(tmp_path)
+
+    assert main(["report", str(run)]) == 0
+    err = capsys.readouterr().err
+    text = _plain((run / "report.html").read_text(encoding="utf-8"))
+
+    for said in (err, text):
+        assert "not finished: run.json says the run in" in said
+        assert "still going or was stopped without saving" in said
+        assert "1 of the 2 backbones asked for has no row: test_resnet@random." in said
+        assert f"--output {run}." in said
+    header = text.split("</header>")[0]
+    assert "<dt>Status</dt>" in header and "1 ranked of 1" in header
+
+
+def test_report_of_a_run_that_never_ended_shows_what_it_finished_not_older_rows(
+    tmp_path: Path,
+) -> None:
+    """The leaderboard on disk is an earlier call's: it lacks this call's rows."""
+    run = _killed_run(tmp_path, before=["test_efficientnet@random"])
+
+    write_report(run)
+    header = _plain((run / "report.html").read_text(encoding="utf-8"))
+    header = header.split("</header>")[0]
+
+    assert "2 ranked of 2" in header  # pixels, and the earlier call's backbone
+    assert "has no row: test_resnet@random." in header

@@ -68,6 +68,20 @@ class RunFolder:
         return settings if isinstance(settings, dict) else {}
 
     @property
+    def unfinished(self) -> bool:
+        """Whether run.json still says the run is going: it never ended normally."""
+        return self.info.get("status") == "running"
+
+    @property
+    def missing_models(self) -> list[str]:
+        """The backbones the run was asked for that have no row here."""
+        requested = self.info.get("models")
+        if not isinstance(requested, list):
+            return []
+        present = {str(row.get("model")) for row in self.rows}
+        return [str(model) for model in requested if str(model) not in present]
+
+    @property
     def num_repeats(self) -> int:
         """Validation splits scored per backbone (1 when val was not redrawn)."""
         found = [to_number(row.get("num_repeats")) for row in self.rows]
@@ -97,7 +111,9 @@ def load_run(run_dir: Path) -> RunFolder:
 
     board = read_json(run_dir / "leaderboard.json", required=False)
     rows: list[Mapping[str, Any]] = []
-    if isinstance(board, list):
+    # A run still "running" has not written its leaderboard: one on disk is an
+    # earlier call's, without what this one finished.
+    if isinstance(board, list) and info.get("status") != "running":
         rows = [row for row in board if isinstance(row, dict)]
     if not rows:
         rows = model_rows

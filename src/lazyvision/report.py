@@ -73,6 +73,8 @@ def write_report(run_dir: Path, *, output: Path | None = None) -> Path:
     """
     run_dir = Path(run_dir)
     run = load_run(run_dir)
+    if run.unfinished:
+        logger.warning("%s", _unfinished_text(run))
     output = run_dir / "report.html" if output is None else Path(output)
     output.write_text(_render(run), encoding="utf-8")
     logger.info("wrote report %s", output)
@@ -205,6 +207,8 @@ def _header(run: RunFolder, sections: Sequence[tuple[str, str]]) -> str:
         ("Sorted by", esc(_sort_text(run.sort_key))),
         ("Backbones", _backbones_text(run)),
     ]
+    if run.unfinished:
+        items.insert(0, ("Status", f"<strong>{esc(_unfinished_text(run))}</strong>"))
     if run.num_repeats > 1:
         items.append(
             (
@@ -232,6 +236,31 @@ def _backbones_text(run: RunFolder) -> str:
     ranked = counts.pop("ok", 0)
     rest = "".join(f", {n} {esc(status)}" for status, n in sorted(counts.items()))
     return f"{ranked} ranked of {len(run.rows)}{rest}"
+
+
+def _unfinished_text(run: RunFolder) -> str:
+    """Says that a run still marked "running" did not finish, and what is missing.
+
+    Ctrl-C and SIGTERM mark the run "interrupted"; "running" stays when the run
+    is still going or was stopped without a chance to save (SIGKILL, a crash, a
+    power cut), and the report then shows only what finished before.
+    """
+    missing = run.missing_models
+    requested = run.info.get("models")
+    total = len(requested) if isinstance(requested, list) else 0
+    absent = (
+        f" {len(missing)} of the {total} backbones asked for "
+        f"{'has' if len(missing) == 1 else 'have'} no row: {', '.join(missing)}."
+        if missing
+        else ""
+    )
+    return (
+        f"not finished: run.json says the run in {str(run.folder)!r} is still "
+        "running, so it is still going or was stopped without saving (killed, a "
+        f"crash, a power cut); this report shows what had finished.{absent} To "
+        "finish it, run the same `lazyvision rank` command with --output "
+        f"{run.folder}."
+    )
 
 
 def _limits_text(settings: Mapping[str, Any]) -> str:
