@@ -499,6 +499,22 @@ def test_report_is_written_by_rank_and_by_the_report_command(
     assert "test_resnet@random" in html.read_text()
 
 
+def test_a_rerun_without_report_rewrites_the_report_the_folder_has(
+    tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    arguments = _rank(splits, run, cache)
+    arguments[arguments.index(TINY)] = "pixels"
+    assert main([*arguments, "--report"]) == 0
+    assert "1 ranked of 1" in (run / "report.html").read_text()
+    capsys.readouterr()
+
+    assert main(_rank(splits, run, cache)) == 0
+
+    assert f"report: {run / 'report.html'}" in capsys.readouterr().err
+    assert "2 ranked of 2" in (run / "report.html").read_text()
+
+
 # demo
 
 

@@ -782,3 +782,74 @@ def test_an_unknown_sort_metric_lists_the_columns_as_a_sentence_of_its_own(
 
     with pytest.raises(DataError, match=message):
         rank(digits_splits, models=["pixels"], output=tmp_path / "run", sort=sort)
+
+
+def test_a_rerun_rewrites_the_report_the_folder_already_had(
+    tmp_path: Path, digits_splits: Path
+) -> None:
+    from lazyvision.report import write_report
+
+    run = tmp_path / "run"
+    rank(digits_splits, models=["pixels"], output=run, settings=FAST)
+    report = run / "report.html"
+    assert "1 ranked of 1" in write_report(run).read_text()
+
+    board = rank(digits_splits, models=TINY, output=run, settings=FAST)
+
+    assert board.attrs["report"] == str(report)
+    text = report.read_text()
+    assert "2 ranked of 2" in text and "test_resnet@random" in text
+
+
+def test_an_interrupted_rerun_rewrites_the_report_too(
+    tmp_path: Path, digits_splits: Path
+) -> None:
+    from lazyvision.report import write_report
+    from lazyvision.runner import RunInterrupted
+
+    run = tmp_path / "run"
+    rank(digits_splits, models=["pixels"], output=run, settings=FAST)
+    write_report(run)
+
+    def stop_at_resnet(spec: str, total: int) -> None:
+        if spec == "test_resnet@random":
+            raise KeyboardInterrupt
+
+    with pytest.raises(RunInterrupted):
+        rank(
+            digits_splits,
+            models=TINY,
+            output=run,
+            settings=FAST,
+            on_model_start=stop_at_resnet,
+        )
+
+    assert "1 ranked of 2, 1 interrupted" in (run / "report.html").read_text()
+
+
+def test_a_report_that_cannot_be_rewritten_is_removed_not_left_wrong(
+    tmp_path: Path, digits_splits: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from lazyvision.report import write_report
+    from lazyvision.runner import RunInterrupted
+
+    run = tmp_path / "run"
+    rank(digits_splits, models=["pixels"], output=run, settings=FAST)
+    write_report(run)
+
+    def stop(spec: str, total: int) -> None:
+        raise KeyboardInterrupt
+
+    # Another seed: the earlier result is not this leaderboard's, none finished.
+    reseeded = dataclasses.replace(FAST, seed=1)
+    with pytest.raises(RunInterrupted):
+        rank(
+            digits_splits,
+            models=["pixels"],
+            output=run,
+            settings=reseeded,
+            on_model_start=stop,
+        )
+
+    assert not (run / "report.html").exists()
+    assert f"`lazyvision report {run}` writes a new one" in caplog.text

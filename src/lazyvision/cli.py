@@ -631,10 +631,14 @@ def _run_rank(args: argparse.Namespace, data: str) -> int:
     for note in board.attrs.get("notes", []):
         print(f"note: {note}", file=sys.stderr)
     print(f"saved to {run_dir}", file=sys.stderr)
-    if args.report:
+    # rank rewrites a report.html the folder already had.
+    report = board.attrs.get("report")
+    if args.report and report is None:
         from lazyvision.report import write_report
 
-        print(f"report: {write_report(run_dir)}", file=sys.stderr)
+        report = write_report(run_dir)
+    if report is not None:
+        print(f"report: {report}", file=sys.stderr)
     complete = all(row.get("status") in ("ok", "excluded") for row in rows)
     return EXIT_OK if complete else EXIT_PARTIAL
 
