@@ -186,11 +186,11 @@ def test_sorting_by_speed_explains_marks_on_the_quality_they_judge() -> None:
 
 
 EXPECTED_WIDE_TABLE = """\
-                   val                   val                            n  single
-#  model       bal.acc         95% CI     F1  img/s  params      C  train   class  precision      status  reason
+                   val                   val                                n  single
+#  model       bal.acc         95% CI     F1  img/s  params          C  train   class  precision  status  reason
 --------------------------------------------------------------------------------------------------------------------
-1  resnet18      0.900  [0.870,0.930]  0.890    850   11.7M  0.316    120      no  bfloat16    *  ok      –
-   broken_net        –              –      –      –       –      –      –       –  –              failed  no weights
+1  resnet18      0.900  [0.870,0.930]  0.890    850   11.7M   *  0.316    120      no  bfloat16   ok      –
+   broken_net        –              –      –      –       –          –      –       –  –          failed  no weights
 
 * Pareto front: no other model is both better on val bal.acc and faster"""
 
@@ -206,6 +206,18 @@ def test_wide_table_shows_every_column_with_a_value() -> None:
     ]  # fmt: skip
     text = format_leaderboard(rows, sort_metric="val_balanced_accuracy", wide=True)
     assert text == EXPECTED_WIDE_TABLE
+
+
+def test_wide_table_puts_the_marks_where_the_key_table_does() -> None:
+    narrow = format_leaderboard(_board(), sort_metric="val_balanced_accuracy")
+    wide = format_leaderboard(_board(), sort_metric="val_balanced_accuracy", wide=True)
+    for text in (narrow, wide):
+        lines = text.splitlines()
+        assert lines[4].startswith("2  resnet18")
+        assert "850   11.7M  =*" in lines[4]
+    assert KEY_COLUMNS[-2:] == ("num_params", "marks")
+    marks = WIDE_COLUMNS.index("marks")
+    assert WIDE_COLUMNS[marks - 1] == "num_params"
 
 
 def test_wide_table_has_no_width_limit_and_adds_unknown_keys() -> None:

@@ -69,6 +69,8 @@ WIDE_COLUMNS = (
     "extract_seconds",
     "head_fit_seconds",
     "num_params",
+    # Beside the figures they mark, where the key table has them.
+    "marks",
     "macs_per_image",
     "embedding_size",
     "chosen_C",
@@ -82,7 +84,6 @@ WIDE_COLUMNS = (
     "weights_source",
     "preprocessing",
     "num_repeats",
-    "marks",
     "status",
     "reason",
 )
