@@ -141,29 +141,45 @@ def test_log_loss_sort_puts_the_interval_on_the_sort_metric() -> None:
     assert text == EXPECTED_LOG_LOSS_TABLE
 
 
-def test_legend_names_the_precision_speeds_were_measured_in() -> None:
+def test_legend_names_the_precision_of_every_speed_shown() -> None:
     def rows(second: str) -> list[dict[str, Any]]:
         return [
             _ok("net_a", 0.9, images_per_second=120.0, num_params=3_400_000,
                 precision="bfloat16"),
             _ok("net_b", 0.8, images_per_second=80.0, num_params=4_800_000,
                 precision=second),
-            # Raw pixels run no network: their float32 is no choice of precision.
+            # Raw pixels are always float32, whatever the networks ran in.
             _ok("pixels", 0.2, images_per_second=9000.0, num_params=0,
                 precision="float32"),
         ]  # fmt: skip
 
+    speed = "img/s: images embedded per second after the first batch"
     same = format_leaderboard(rows("bfloat16"), sort_metric="val_balanced_accuracy")
     mixed = format_leaderboard(rows("float32"), sort_metric="val_balanced_accuracy")
-    assert (
-        same.splitlines()[-1]
-        == "img/s: images embedded per second after the first batch, in bfloat16"
-    )
-    assert mixed.splitlines()[-1].endswith("each in its own precision (--wide)")
+    assert same.splitlines()[-1] == f"{speed}, in bfloat16 (pixels in float32)"
+    assert mixed.splitlines()[-1] == f"{speed}, in float32 (net_a in bfloat16)"
+    networks = rows("bfloat16")[:2]
+    alone = format_leaderboard(networks, sort_metric="val_balanced_accuracy")
+    assert alone.splitlines()[-1] == f"{speed}, in bfloat16"
+    # One network and the pixels: the pixels are the exception, though ranked first.
+    pair = [rows("bfloat16")[0], {**rows("bfloat16")[2], "val_balanced_accuracy": 1}]
+    both = format_leaderboard(pair, sort_metric="val_balanced_accuracy")
+    assert both.splitlines()[-1] == f"{speed}, in bfloat16 (pixels in float32)"
     wide = format_leaderboard(
         rows("bfloat16"), sort_metric="val_balanced_accuracy", wide=True
     )
     assert "img/s:" not in wide  # the precision column says it there
+
+
+def test_legend_refers_to_wide_when_the_precisions_are_too_many_to_name() -> None:
+    rows = [
+        _ok(f"convnext_tiny_{index}", 0.9 - index / 100, images_per_second=100.0,
+            num_params=1_000_000, precision="bfloat16" if index < 5 else "float32")
+        for index in range(9)
+    ]  # fmt: skip
+    text = format_leaderboard(rows, sort_metric="val_balanced_accuracy")
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert text.splitlines()[-1].endswith(", each in its own precision (--wide)")
 
 
 def test_sorting_by_speed_explains_marks_on_the_quality_they_judge() -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections import Counter
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any, TypeVar
 
@@ -467,7 +468,7 @@ def format_leaderboard(
     # Ties and the Pareto front are judged on a quality metric: the sort metric
     # when it is one, else the default (img/s, say, has no ties to resample).
     quality = sort_key if _split_metric(sort_key) else DEFAULT_SORT
-    legend = _legend(ordered, quality, keys)
+    legend = _legend(ordered, quality, keys, width)
     if left_out:
         names = ", ".join(_legend_label(key) for key in left_out)
         note = f"not shown, to fit {width} columns: {names}; --wide shows them"
@@ -739,10 +740,10 @@ def _failed_line(
 
 
 def _legend(
-    rows: Sequence[Mapping[str, Any]], sort_key: str, keys: list[str]
+    rows: Sequence[Mapping[str, Any]], sort_key: str, keys: list[str], width: int
 ) -> list[str]:
     shown = "images_per_second" in keys and "precision" not in keys
-    speed = _speed_note(rows) if shown else None
+    speed = _speed_note(rows, width) if shown else None
     if (
         "marks" not in keys
         and not any(k.endswith("_spread") for k in keys)
@@ -782,19 +783,35 @@ def _legend(
     return legend
 
 
-def _speed_note(rows: Sequence[Mapping[str, Any]]) -> str | None:
-    """Which precision the networks' img/s were measured in: ``auto`` picks one
-    per machine, and bfloat16 runs some CPUs twice as fast as float32."""
+def _speed_note(rows: Sequence[Mapping[str, Any]], width: int) -> str | None:
+    """The precision of every img/s shown: the most common one, and the rows in
+    another by name while they fit ``width``. ``auto`` picks one per machine,
+    bfloat16 runs some CPUs twice as fast as float32, and raw pixels are float32
+    whatever the networks ran in."""
     precisions = {
-        str(row["precision"])
+        str(row.get("model")): str(row["precision"])
         for row in rows
         if _is_ok(row)
-        and row.get("precision")
-        and (_number(row.get("num_params")) or 0) > 0
+        and not _is_missing(row.get("precision"))
+        and _number(row.get("images_per_second")) is not None
     }
     if not precisions:
         return None
     speed = "img/s: images embedded per second after the first batch"
-    if len(precisions) == 1:
-        return f"{speed}, in {precisions.pop()}"
-    return f"{speed}, each in its own precision (--wide)"
+    counts = Counter(precisions.values())
+    # On a tie, the networks' precision: raw pixels are the exception to name.
+    networks = Counter(
+        str(row["precision"])
+        for row in rows
+        if row.get("model") in precisions and (_number(row.get("num_params")) or 0)
+    )
+    usual = max(counts, key=lambda p: (counts[p], networks[p]))
+    others = []
+    for precision in counts:
+        if precision != usual:
+            models = [m for m, p in precisions.items() if p == precision]
+            others.append(f"{', '.join(models)} in {precision}")
+    note = f"{speed}, in {usual}" + (f" ({'; '.join(others)})" if others else "")
+    return (
+        note if len(note) <= width else f"{speed}, each in its own precision (--wide)"
+    )
