@@ -11,6 +11,7 @@ import pytest
 
 from lazyvision.errors import DataError
 from lazyvision.leaderboard import (
+    EARLIER_SPEED,
     KEY_COLUMNS,
     WIDE_COLUMNS,
     _shorten_middle,
@@ -180,6 +181,64 @@ def test_legend_refers_to_wide_when_the_precisions_are_too_many_to_name() -> Non
     text = format_leaderboard(rows, sort_metric="val_balanced_accuracy")
     assert max(len(line) for line in text.splitlines()) <= 100
     assert text.splitlines()[-1].endswith(", each in its own precision (--wide)")
+
+
+def _speeds_board() -> list[dict[str, Any]]:
+    """A speed this run timed, one an earlier run timed, and none."""
+    return [
+        _ok("resnet18", 0.9, images_per_second=850.0, latency_ms=1.176,
+            num_params=11_689_512, precision="float32", speed_source="this run",
+            num_timed=104, pareto=True),
+        _ok("efficientnet_b0", 0.8, images_per_second=566.0, latency_ms=1.767,
+            num_params=5_300_000, precision="float32", speed_source="earlier run",
+            num_timed=2000, pareto=False),
+        _ok("convnext_tiny", 0.7, images_per_second=None, num_params=28_600_000,
+            precision="float32", pareto=False),
+        _ok("tf_efficientnet_lite2", 0.6, images_per_second=12.65, latency_ms=79.05,
+            num_params=6_100_000, precision="float32", speed_source="earlier run",
+            num_timed=300),
+    ]  # fmt: skip
+
+
+EXPECTED_EARLIER_SPEED_TABLE = """\
+                              val          val  val
+#  model                  bal.acc  95% CI   F1  AUC  img/s  params
+----------------------------------------------------------------------
+1  resnet18                 0.900       –    –    –   850    11.7M   *
+2  efficientnet_b0          0.800       –    –    –   566†    5.3M
+3  convnext_tiny            0.700       –    –    –     –    28.6M
+   tf_efficientnet_lite2  excluded: latency 79.05 ms > 60 ms limit (timed by an earlier run)
+
+* Pareto front: no other model is both better on val bal.acc and faster
+img/s: images embedded per second after the first batch, in float32
+† timed by an earlier run with the same batch size, device, precision and threads"""
+
+
+def test_a_speed_an_earlier_run_timed_is_marked_and_explained() -> None:
+    rows = _speeds_board()
+    apply_limits(rows, max_latency_ms=60)
+    text = format_leaderboard(rows, sort_metric="val_balanced_accuracy")
+    assert text == EXPECTED_EARLIER_SPEED_TABLE
+
+    wide = format_leaderboard(rows, sort_metric="val_balanced_accuracy", wide=True)
+    lines = wide.splitlines()
+    assert lines[1].split()[5:9] == ["img/s", "ms", "timed", "by"]
+    assert "566†    1.77†  earlier run   2000" in lines[4]
+    assert "850     1.18   this run       104" in lines[3]
+    assert lines[-1].startswith("† timed by an earlier run")
+
+
+def test_the_speed_mark_reads_the_source_extraction_writes() -> None:
+    from lazyvision.features import EARLIER_RUN
+
+    assert EARLIER_SPEED == EARLIER_RUN
+
+
+def test_no_speed_mark_when_every_speed_is_this_runs() -> None:
+    rows = [row for row in _speeds_board() if row.get("speed_source") != "earlier run"]
+    text = format_leaderboard(rows, sort_metric="val_balanced_accuracy")
+    assert "†" not in text
+    assert "  850   11.7M" in text
 
 
 def test_sorting_by_speed_explains_marks_on_the_quality_they_judge() -> None:

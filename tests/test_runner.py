@@ -460,6 +460,72 @@ def test_limits_exclude_rows_but_keep_them_in_the_files(
     assert again["num_computed"].sum() == 0
 
 
+def test_a_run_that_embeds_its_images_reports_its_own_speed_and_latency(
+    tmp_path: Path, digits_splits: Path
+) -> None:
+    import torch
+
+    from lazyvision.backbones import create_backbone
+    from lazyvision.cache import default_cache_dir
+    from lazyvision.features import feature_key, resolve_precision, speed_conditions
+
+    # An earlier run on other images left a very slow figure for these
+    # conditions, in the file of today and in that of older versions.
+    backbone = create_backbone("test_resnet@random")
+    dtype = resolve_precision("auto", torch.device("cpu"))
+    entry = default_cache_dir() / "features" / feature_key(backbone, dtype)
+    entry.mkdir(parents=True)
+    conditions = speed_conditions(
+        batch_size=FAST.batch_size,
+        device=torch.device("cpu"),
+        precision=str(dtype).removeprefix("torch."),
+    )
+    slow = {"images_per_second": 0.01, "num_timed": 10**6}
+    (entry / "speeds.json").write_text(json.dumps({"measured": {conditions: slow}}))
+    (entry / "speed.json").write_text(
+        json.dumps({"images_per_second": 0.01, "timed_images": 10**6})
+    )
+
+    settings = dataclasses.replace(FAST, device="cpu", max_latency_ms=10_000)
+    board = rank(
+        digits_splits,
+        models=["test_resnet@random"],
+        output=tmp_path / "run",
+        settings=settings,
+    )
+
+    (row,) = board.to_dict(orient="records")
+    assert row["status"] == "ok", row["reason"]
+    # 120 images in batches of 16, timed after the first.
+    assert (row["speed_source"], row["num_timed"]) == ("this run", 104)
+    assert row["images_per_second"] > 1
+    assert row["latency_ms"] == pytest.approx(1000 / row["images_per_second"], 1e-3)
+
+
+def test_a_cached_result_reports_the_speed_timed_under_the_same_conditions(
+    tmp_path: Path, digits_splits: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = rank(digits_splits, models=TINY, output=tmp_path / "a", settings=FAST)
+    again = rank(digits_splits, models=TINY, output=tmp_path / "b", settings=FAST)
+    other = dataclasses.replace(FAST, batch_size=8)
+    with caplog.at_level("WARNING", logger="lazyvision.evaluation"):
+        smaller = rank(
+            digits_splits, models=TINY, output=tmp_path / "c", settings=other
+        )
+
+    speed = ["model", "images_per_second", "latency_ms", "num_timed"]
+    assert first["speed_source"].tolist() == ["this run"] * 2
+    assert again["speed_source"].tolist() == ["earlier run"] * 2
+    assert again["num_computed"].sum() == 0
+    pd.testing.assert_frame_equal(first[speed], again[speed])
+    # Nothing was timed at batch size 8: no speed rather than another's.
+    assert smaller[["images_per_second", "latency_ms"]].isna().all().all()
+    assert smaller["speed_source"].isna().all()
+    assert "test_resnet@random: speed unknown" in caplog.text
+    saved = json.loads((tmp_path / "b" / "leaderboard.json").read_text())
+    assert {row["speed_source"] for row in saved} == {"earlier run"}
+
+
 def test_the_best_row_is_never_tied_with_itself_and_its_twin_is(
     tmp_path: Path, digits_splits: Path
 ) -> None:

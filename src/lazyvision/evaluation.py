@@ -38,9 +38,12 @@ from lazyvision.errors import BudgetExceeded, DataError, ImageError
 from lazyvision.features import (
     Extraction,
     PixelStore,
+    Speed,
     extract_features,
+    remembered_speed,
     resolve_device,
     resolve_precision,
+    speed_conditions,
     store_sides,
 )
 from lazyvision.images import file_digest
@@ -140,10 +143,12 @@ _SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 
 @dataclass
 class Evaluation:
-    """One backbone's row and its per-image predictions (``None`` if it failed)."""
+    """One backbone's row and its per-image predictions (``None`` if it failed),
+    and the feature-cache entry its embeddings are in, where known."""
 
     row: dict[str, Any]
     predictions: pd.DataFrame | None
+    features_key: str | None = None
 
 
 def safe_name(spec: str) -> str:
@@ -202,8 +207,13 @@ def evaluate_backbone(
         logger.info("%s: finished result found in the cache", spec)
         row = cached["row"]
         row["num_computed"] = 0
+        # The speed the result was computed at may be another batch size's or
+        # machine's: this run reports what was timed under its own conditions.
+        features = cached.get("features")
+        row.update(_speed_columns(_cached_speed(features, row, cache_dir, settings)))
+        _warn_unknown_speed(row)
         predictions = _rekey_predictions(pd.DataFrame(cached["predictions"]), manifest)
-        return Evaluation(row=row, predictions=predictions)
+        return Evaluation(row=row, predictions=predictions, features_key=features)
     try:
         evaluation = _evaluate(
             spec,
@@ -226,7 +236,11 @@ def evaluate_backbone(
         reason = f"{type(err).__name__}: {err}".strip()
         logger.warning("%s failed: %s", spec, reason)
         return Evaluation(failed_row(spec, "failed", reason), None)
-    stored = {"row": evaluation.row, "predictions": _records(evaluation.predictions)}
+    stored = {
+        "row": evaluation.row,
+        "predictions": _records(evaluation.predictions),
+        "features": evaluation.features_key,
+    }
     results.put(key, json_safe(stored))
     return evaluation
 
@@ -301,7 +315,6 @@ def _evaluate(
     )
     proba = probe.predict_proba(embeddings)
 
-    speed = _speed(backbone, extraction, cache_dir)
     row: dict[str, Any] = {
         "model": spec,
         "status": "ok",
@@ -313,10 +326,9 @@ def _evaluate(
         "precision": extraction.dtype,
         "embedding_size": int(embeddings.shape[1]),
         "num_params": backbone.num_params,
-        "macs_per_image": speed.get("macs_per_image"),
+        "macs_per_image": _macs(backbone, cache_dir),
         "extract_seconds": round(extraction.seconds, 4),
-        "images_per_second": speed.get("images_per_second"),
-        "latency_ms": speed.get("latency_ms"),
+        **_speed_columns(extraction.speed),
         "head_fit_seconds": round(probe.fit_seconds, 4),
         "chosen_C": probe.C,
         "num_computed": extraction.num_computed,
@@ -337,6 +349,7 @@ def _evaluate(
     scored = splits != "train"
     present = len(np.unique(labels[scored])) > 1
     row["single_class"] = present and predicts_single_class(proba[scored])
+    _warn_unknown_speed(row)
     if row["single_class"]:
         logger.warning("%s predicts a single class for every scored image", spec)
     if settings.num_repeats > 1:
@@ -354,7 +367,11 @@ def _evaluate(
                 deadline=deadline,
             )
         )
-    return Evaluation(row=row, predictions=_predictions(manifest, labels, proba))
+    return Evaluation(
+        row=row,
+        predictions=_predictions(manifest, labels, proba),
+        features_key=extraction.key,
+    )
 
 
 def _embed(
@@ -539,15 +556,9 @@ def _rekey_predictions(cached: pd.DataFrame, manifest: Manifest) -> pd.DataFrame
     return _predictions(manifest, labels, proba)
 
 
-def _speed(
-    backbone: Backbone, extraction: Extraction, cache_dir: Path
-) -> dict[str, Any]:
-    """Throughput (measured, or remembered with the embeddings) and MACs per image.
-
-    MACs depend only on the architecture and its input size, so they are counted
-    once and kept in the cache.
-    """
-    measured = extraction.images_per_second
+def _macs(backbone: Backbone, cache_dir: Path) -> int | None:
+    """MACs per image. They depend only on the architecture and its input size, so
+    they are counted once and kept in the cache."""
     height, width = backbone.preprocessing.input_size
     path = (
         cache_dir / "macs" / f"{safe_name(backbone.architecture)}-{height}x{width}.json"
@@ -559,11 +570,47 @@ def _speed(
         macs = count_macs(backbone)
         with contextlib.suppress(OSError):
             write_json_atomic(path, {"macs_per_image": macs})
+    return macs
+
+
+def _speed_columns(speed: Speed | None) -> dict[str, Any]:
+    """The row's throughput, the latency it implies, and where it was timed."""
+    measured = None if speed is None else speed.images_per_second
     return {
         "images_per_second": round(measured, 2) if measured else None,
         "latency_ms": round(1000.0 / measured, 3) if measured else None,
-        "macs_per_image": macs,
+        "speed_source": None if speed is None else speed.source,
+        "num_timed": None if speed is None else speed.num_timed,
     }
+
+
+def _cached_speed(
+    features: object, row: Mapping[str, Any], cache_dir: Path, settings: Settings
+) -> Speed | None:
+    """What an earlier run timed under this run's conditions for a cached result
+    whose embeddings are in the cache entry ``features``."""
+    precision = row.get("precision")
+    # Results cached before they named their entry have none.
+    if not isinstance(features, str) or not re.fullmatch(r"[0-9a-f]+", features):
+        return None
+    if not isinstance(precision, str):
+        return None
+    conditions = speed_conditions(
+        batch_size=settings.batch_size,
+        device=resolve_device(settings.device),
+        precision=precision,
+    )
+    return remembered_speed(cache_dir / "features" / features, conditions)
+
+
+def _warn_unknown_speed(row: Mapping[str, Any]) -> None:
+    if row.get("images_per_second") is None:
+        logger.warning(
+            "%s: speed unknown: every image came from the cache, and no earlier run "
+            "timed it at this batch size, device, precision and thread count; a "
+            "run with another --cache-dir times it",
+            row.get("model"),
+        )
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -53,6 +53,18 @@ DECODE_TASK_SIZE = 16
 MIN_IMAGES_FOR_WORKERS = 64
 #: The smallest batch tried after running out of memory.
 MIN_BATCH_SIZE = 1
+#: A run reports the throughput it timed itself once it timed this many full
+#: batches after the first, and at least :data:`MIN_TIMED_IMAGES` images; below
+#: that the figure is mostly set-up and noise, and one an earlier run timed
+#: under the same conditions is better founded.
+MIN_TIMED_BATCHES = 2
+MIN_TIMED_IMAGES = 32
+#: Where a reported throughput was timed (``Speed.source``).
+THIS_RUN = "this run"
+EARLIER_RUN = "earlier run"
+#: The throughputs a feature-cache entry remembers, one per set of conditions.
+#: (Before they were keyed by conditions they lived in "speed.json", now ignored.)
+SPEEDS_FILE = "speeds.json"
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -339,9 +351,9 @@ class Extraction:
         batch_size: The batch size that ran (smaller than asked after running out
             of memory).
         dtype: The compute precision used.
-        images_per_second: Throughput after the first batch, measured on the
-            most images for this cache entry: by this extraction, or by an
-            earlier, larger one.
+        key: The feature-cache entry, as named by :func:`feature_key`.
+        speed: The throughput to report, and where it was timed (see
+            :func:`settle_speed`); ``None`` when none is known.
     """
 
     embeddings: np.ndarray
@@ -349,7 +361,13 @@ class Extraction:
     seconds: float
     batch_size: int
     dtype: str
-    images_per_second: float | None = None
+    key: str = ""
+    speed: Speed | None = None
+
+    @property
+    def images_per_second(self) -> float | None:
+        """The throughput to report, or ``None``."""
+        return None if self.speed is None else self.speed.images_per_second
 
 
 def extract_features(
@@ -390,7 +408,8 @@ def extract_features(
     dtype = resolve_precision(precision, device)
     if not backbone.reduced_precision_ok:
         dtype = torch.float32
-    store = FeatureStore(cache_dir / "features" / feature_key(backbone, dtype))
+    key = feature_key(backbone, dtype)
+    store = FeatureStore(cache_dir / "features" / key)
     store.folder.mkdir(parents=True, exist_ok=True)
     with locked(store.lock_path):
         cached = store.load()
@@ -432,47 +451,119 @@ def extract_features(
                 if own is not pixels:
                     own.close()
         seconds = time.perf_counter() - start
-        speed = _remember_speed(store.folder, run.timed_images, run.timed_seconds)
+        conditions = speed_conditions(
+            batch_size=batch_size, device=device, precision=_dtype_name(dtype)
+        )
+        speed = settle_speed(store.folder, conditions, run)
+    if speed is not None and speed.source == EARLIER_RUN:
+        logger.debug(
+            "%s: %d images timed here, too few; reporting the %.4g img/s an earlier "
+            "run timed at %s",
+            backbone.name,
+            run.timed_images,
+            speed.images_per_second,
+            conditions,
+        )
     embeddings = np.stack([cached[d] for d in digests]) if digests else np.zeros((0, 0))
     return Extraction(
         embeddings=embeddings.astype(np.float32, copy=False),
         num_computed=len(missing),
         seconds=seconds,
         batch_size=run.batch_size,
-        dtype=str(dtype).removeprefix("torch."),
-        images_per_second=speed,
+        dtype=_dtype_name(dtype),
+        key=key,
+        speed=speed,
     )
 
 
-def _remember_speed(folder: Path, num_timed: int, seconds: float) -> float | None:
-    """Keeps the throughput measured on the most images; returns it.
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
-    A cache entry serves many runs, some of which compute only a few missing
-    images: a throughput over a handful of images is mostly set-up, and would
-    make the same data report another speed on every run. The entry therefore
-    keeps the measurement with the most images behind it (the latest on a tie),
-    and every run reports that one. Called under the entry's lock.
+
+class Speed(NamedTuple):
+    """A backbone's throughput and where it was timed.
+
+    Attributes:
+        images_per_second: Images embedded per second after the first batch.
+        num_timed: The images it was timed on.
+        source: :data:`THIS_RUN` or :data:`EARLIER_RUN`.
+    """
+
+    images_per_second: float
+    num_timed: int
+    source: str
+
+
+def speed_conditions(*, batch_size: int, device: torch.device, precision: str) -> str:
+    """What a throughput depends on besides the backbone, in words that key the
+    throughputs a cache entry remembers: "batch 64, cpu, bfloat16, 8 threads".
+
+    ``batch_size`` is the size asked for: a run that runs out of memory at it
+    halves it again the same way.
+    """
+    name = device.type
+    if device.type == "cuda":
+        name = f"cuda {torch.cuda.get_device_name(device)}"
+    threads = torch.get_num_threads()
+    return f"batch {batch_size}, {name}, {precision}, {threads} threads"
+
+
+def settle_speed(folder: Path, conditions: str, run: _Run) -> Speed | None:
+    """The throughput to report for a run, remembering this run's where it is
+    the better founded. Called under the cache entry's lock.
+
+    A run that timed enough images (:data:`MIN_TIMED_BATCHES`,
+    :data:`MIN_TIMED_IMAGES`) reports what it timed. One that timed fewer, because
+    the cache held most of its images, reports what an earlier run timed on more
+    images under the same ``conditions`` (see :func:`speed_conditions`), if one
+    did; a figure timed at another batch size, on another device, precision or
+    thread count is never reported.
 
     Args:
         folder: The cache entry.
-        num_timed: Images timed: those after the first batch (see :class:`_Run`).
-        seconds: The time they took.
+        conditions: This run's conditions.
+        run: How this run's extraction ran.
     """
-    path = folder / "speed.json"
-    known: float | None = None
-    known_images = 0
-    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
-        saved = json.loads(path.read_text())
-        known = float(saved["images_per_second"])
-        # Entries written before the first batch was left out count for none.
-        known_images = int(saved.get("timed_images", 0))
-    if num_timed == 0 or seconds <= 0:
+    known = remembered_speed(folder, conditions)
+    if run.timed_images == 0 or run.timed_seconds <= 0:
         return known
-    if known is not None and num_timed < known_images:
+    own = Speed(run.timed_images / run.timed_seconds, run.timed_images, THIS_RUN)
+    enough = max(MIN_TIMED_BATCHES * run.batch_size, MIN_TIMED_IMAGES)
+    # Too few images here, and more behind the earlier figure.
+    if known is not None and own.num_timed < min(enough, known.num_timed):
         return known
-    measured = num_timed / seconds
-    write_json_atomic(path, {"images_per_second": measured, "timed_images": num_timed})
-    return measured
+    saved = _read_speeds(folder)
+    saved[conditions] = {
+        "images_per_second": own.images_per_second,
+        "num_timed": own.num_timed,
+    }
+    write_json_atomic(folder / SPEEDS_FILE, {"measured": saved})
+    return own
+
+
+def remembered_speed(folder: Path, conditions: str) -> Speed | None:
+    """The throughput an earlier run timed under ``conditions`` in this cache
+    entry, if any."""
+    saved = _read_speeds(folder).get(conditions)
+    if not isinstance(saved, dict):
+        return None
+    try:
+        images_per_second = float(saved["images_per_second"])
+        num_timed = int(saved["num_timed"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (images_per_second > 0 and num_timed > 0):
+        return None
+    return Speed(images_per_second, num_timed, EARLIER_RUN)
+
+
+def _read_speeds(folder: Path) -> dict[str, Any]:
+    try:
+        saved = json.loads((folder / SPEEDS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    measured = saved.get("measured") if isinstance(saved, dict) else None
+    return dict(measured) if isinstance(measured, dict) else {}
 
 
 class _Run(NamedTuple):

@@ -67,6 +67,8 @@ WIDE_COLUMNS = (
     *(f"{split}_{metric}" for split in SPLIT_NAMES for metric in METRICS),
     "images_per_second",
     "latency_ms",
+    "speed_source",
+    "num_timed",
     "extract_seconds",
     "head_fit_seconds",
     "num_params",
@@ -115,6 +117,8 @@ _LABELS = {
     "marks": ("", ""),
     "images_per_second": ("", "img/s"),
     "latency_ms": ("latency", "ms"),
+    "speed_source": ("speed", "timed by"),
+    "num_timed": ("n", "timed"),
     "extract_seconds": ("extract", "s"),
     "head_fit_seconds": ("fit", "s"),
     "num_params": ("", "params"),
@@ -135,6 +139,7 @@ _TEXT_COLUMNS = frozenset(
         "marks",
         "input_size",
         "precision",
+        "speed_source",
         "architecture",
         "weights_source",
         "preprocessing",
@@ -156,6 +161,11 @@ TIE_MARK = "="
 UNKNOWN_TIE_MARK = "?"
 PARETO_MARK = "*"
 SINGLE_CLASS_MARK = "!"
+#: Beside a speed an earlier run timed: the row's "speed_source" is this value
+#: (``features.EARLIER_RUN``), not "this run".
+EARLIER_SPEED_MARK = "†"
+EARLIER_SPEED = "earlier run"
+_SPEED_COLUMNS = ("images_per_second", "latency_ms")
 EXCLUDED = "excluded"
 #: The status of a backbone that Ctrl-C stopped, or kept from starting.
 INTERRUPTED = "interrupted"
@@ -241,7 +251,10 @@ def apply_limits(
                     key,
                 )
             elif value > limit:
-                reasons.append(_limit_reason(key, value, float(limit)))
+                reason = _limit_reason(key, value, float(limit))
+                if key == "latency_ms" and row.get("speed_source") == EARLIER_SPEED:
+                    reason += " (timed by an earlier run)"
+                reasons.append(reason)
         if reasons:
             row["status"] = EXCLUDED
             row["reason"] = "; ".join(reasons)
@@ -436,6 +449,7 @@ def format_leaderboard(
         [_cell(key, row, rank) for key in keys]
         for row, rank in zip(ordered, ranks, strict=True)
     ]
+    earlier = _mark_earlier_speeds(ordered, keys, cells, wide)
     labels = [_label(key) for key in keys]
     widths = [
         max(len(labels[i][0]), len(labels[i][1]), *(len(line[i]) for line in cells))
@@ -469,12 +483,42 @@ def format_leaderboard(
     # when it is one, else the default (img/s, say, has no ties to resample).
     quality = sort_key if _split_metric(sort_key) else DEFAULT_SORT
     legend = _legend(ordered, quality, keys, width)
+    if earlier:
+        legend = [*(legend or [""]), _EARLIER_SPEED_NOTE]
     if left_out:
         names = ", ".join(_legend_label(key) for key in left_out)
         note = f"not shown, to fit {width} columns: {names}; --wide shows them"
         legend = [*(legend or [""]), note]
     lines.extend(legend)
     return "\n".join(lines)
+
+
+_EARLIER_SPEED_NOTE = (
+    f"{EARLIER_SPEED_MARK} timed by an earlier run with the same batch size, device, "
+    "precision and threads"
+)
+
+
+def _mark_earlier_speeds(
+    rows: Sequence[Mapping[str, Any]],
+    keys: Sequence[str],
+    cells: list[list[str]],
+    wide: bool,
+) -> bool:
+    """Puts :data:`EARLIER_SPEED_MARK` after the speeds an earlier run timed, and a
+    space after the others so the digits stay aligned; says whether any was."""
+    columns = [keys.index(key) for key in _SPEED_COLUMNS if key in keys]
+    marked = [
+        (wide or _is_ok(row)) and row.get("speed_source") == EARLIER_SPEED
+        for row in rows
+    ]
+    if not columns or not any(marked):
+        return False
+    for mark, line in zip(marked, cells, strict=True):
+        for column in columns:
+            shown = mark and line[column] != _MISSING
+            line[column] += EARLIER_SPEED_MARK if shown else " "
+    return True
 
 
 def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
