@@ -27,13 +27,10 @@ import threading
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from lazyvision import __version__
 from lazyvision.errors import DataError, LazyVisionError, Terminated
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger("lazyvision")
 
