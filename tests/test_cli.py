@@ -578,6 +578,25 @@ def test_demo_takes_the_decoding_options_of_rank(
     )
 
 
+def test_sort_help_lists_every_column_rank_sorts_by(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lazyvision.errors import DataError
+    from lazyvision.runner import _check_sort
+
+    with pytest.raises(DataError, match="The columns: ") as refused:
+        _check_sort("?")
+    accepted = str(refused.value).split("The columns: ")[1].split(", ")
+    with pytest.raises(SystemExit):
+        main(["rank", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    sort_help = out.split("--sort SORT ")[1].split(" --")[0]
+
+    for column in accepted:
+        split, _, metric = column.partition("_")
+        assert (metric if split in ("val", "test") else column) in sort_help, column
+
+
 def test_demo_help_leaves_out_the_data_options_of_user_csvs(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

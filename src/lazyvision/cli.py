@@ -323,7 +323,9 @@ def _add_ranking_options(
     run.add_argument(
         "--sort",
         default="val_balanced_accuracy",
-        help="val_* or test_* metric, or images_per_second (%(default)s)",
+        help="val_ or test_ followed by accuracy, balanced_accuracy, f1, roc_auc, "
+        "log_loss, pr_auc or ece; or images_per_second, latency_ms or num_params "
+        "(%(default)s)",
     )
     run.add_argument(
         "--batch-size",
