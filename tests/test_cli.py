@@ -342,19 +342,57 @@ def test_bad_limits_are_refused_alike_in_one_line_naming_the_option(
         ("--max-params", "-5M", "parameters (e.g. 25M, 1.5B, 300k or 5000000)"),
         ("--max-params", "lots", "parameters (e.g. 25M, 1.5B, 300k or 5000000)"),
     ]:
-        status = main(_rank(splits, run, cache, option, value))
-        err = capsys.readouterr().err
-        assert status == 2
-        assert err == (
+        with pytest.raises(SystemExit) as raised:
+            main(_rank(splits, run, cache, option, value))
+        assert raised.value.code == 2
+        assert capsys.readouterr().err == (
             f"lazyvision: error: {option} must be 0 or more {accepted}, got "
-            f"{value!r}; for no limit, leave {option} out\n"
+            f"{value!r}; for no limit, leave the option out\n"
         )
-    with pytest.raises(SystemExit):
-        main(["check", str(splits), "--max-pixels", "-2M"])
-    assert "argument --max-pixels: '-2M' is not a pixel count" in (
-        capsys.readouterr().err
-    )
     assert not run.exists()
+
+
+def test_every_bad_option_value_is_refused_in_one_line_naming_the_option(
+    tmp_path: Path, splits: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    for option, value, accepted in [
+        ("--workers", "-3", "a whole number of decoding threads of 0 or more"),
+        ("--max-pixels", "0", "a whole number of pixels of 1 or more (e.g. 200M"),
+        ("--max-pixels", "-2M", "a whole number of pixels of 1 or more (e.g. 200M"),
+        ("--precision", "float8", "one of auto, float32, bfloat16, float16"),
+        ("--batch-size", "many", "a whole number of images of 1 or more"),
+        ("--seed", "1.5", "a whole number of 0 or more"),
+        ("--resamples", "lots", "0 (no intervals) or a whole number of 100 or more"),
+        ("--repeats", "x", "a whole number of 1 or more"),
+        ("--max-seconds", "1h", "a number of seconds above 0"),
+        ("--max-seconds-per-model", "1m", "a number of seconds above 0"),
+    ]:
+        with pytest.raises(SystemExit) as raised:
+            main(_rank(splits, run, cache, option, value))
+        err = capsys.readouterr().err
+
+        assert raised.value.code == 2
+        assert err.startswith(f"lazyvision: error: {option} must be {accepted}"), err
+        assert f"got {value!r}" in err and err.count("\n") == 1, err
+    assert not run.exists()
+
+
+def test_a_missing_argument_or_unknown_option_points_to_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for argv, message, hint in [
+        (["rank"], "the following arguments are required: data", "lazyvision rank"),
+        (["check", "x", "--bogus"], "unrecognized arguments: --bogus", "lazyvision"),
+        (["rank", "x", "--precision"], "--precision: expected one argument", "rank"),
+    ]:
+        with pytest.raises(SystemExit) as raised:
+            main(argv)
+        err = capsys.readouterr().err
+
+        assert raised.value.code == 2
+        assert message in err and f"{hint} --help" in err, err
+        assert "usage:" not in err
 
 
 def test_a_weights_file_that_is_not_there_names_the_option_and_the_backbone(
@@ -573,7 +611,7 @@ def test_demo_takes_the_decoding_options_of_rank(
     with pytest.raises(SystemExit) as raised:
         main([*argv, "--workers", "-1"])
     assert raised.value.code == 2
-    assert "argument --workers: '-1' is not a number of threads" in (
+    assert "--workers must be a whole number of decoding threads of 0 or more" in (
         capsys.readouterr().err
     )
 

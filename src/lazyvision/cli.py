@@ -27,7 +27,7 @@ import threading
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from lazyvision import __version__
 from lazyvision.errors import DataError, LazyVisionError, Terminated
@@ -45,6 +45,8 @@ EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 _HANDLER_NAME = "lazyvision-cli"
 #: The number a limit option takes: a parameter count or milliseconds.
 Limit = TypeVar("Limit", int, float)
+#: The --precision values; lazyvision.features.PRECISIONS, without importing torch.
+_PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 #: What ranking loads (torch, timm, pandas), imported up front by _load.
 _RUN_MODULES = ("lazyvision.runner",)
 # Errors of creating or writing a file or folder where one cannot be written.
@@ -191,8 +193,32 @@ def _silence_stdout() -> None:
         pass
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that refuses a command line in a line, not its usage.
+
+    argparse prints its whole usage block before the message; here a bad value
+    reads as the errors the library raises: one line naming the option, the
+    value and what is accepted. The value readers below say "must be ..., got
+    ..." and the option's name is put in front. Any other mistake (a missing
+    argument, an unknown option) gets a pointer to the command's --help.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        argument, _, detail = message.partition(": ")
+        if argument.startswith("argument ") and detail.startswith("must be "):
+            option = argument.removeprefix("argument ")
+            self.exit(EXIT_USAGE, f"lazyvision: error: {option} {detail}\n")
+        hint = f"`{self.prog} --help` lists what it takes"
+        if " " not in self.prog:  # the top level reports a command's unknown options
+            hint = (
+                f"`{self.prog} --help` lists the commands, `{self.prog} COMMAND "
+                "--help` the options of one"
+            )
+        self.exit(EXIT_USAGE, f"lazyvision: error: {message}\nhint: {hint}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lazyvision",
         description="Rank pretrained image backbones on your labelled images.",
     )
@@ -287,7 +313,7 @@ def _add_decoding_options(group: argparse._ActionsContainer) -> None:
 
 def _add_column_defaults(parser: argparse.ArgumentParser) -> None:
     """The column options' defaults, for a command that does not offer them."""
-    scratch = argparse.ArgumentParser(add_help=False)
+    scratch = _Parser(add_help=False)
     _add_column_options(scratch)
     parser.set_defaults(**vars(scratch.parse_args([])))
 
@@ -329,14 +355,15 @@ def _add_ranking_options(
     )
     run.add_argument(
         "--batch-size",
-        type=int,
+        type=_whole_number("a whole number of images of 1 or more"),
         default=64,
         help="images per forward pass (%(default)s)",
     )
     run.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "float32", "bfloat16", "float16"],
+        type=_one_of(_PRECISIONS),
+        choices=_PRECISIONS,
         help="auto: bfloat16 where the hardware computes it, float16 on older GPUs, "
         "else float32 (%(default)s)",
     )
@@ -358,41 +385,42 @@ def _add_ranking_options(
     )
     run.add_argument(
         "--max-seconds-per-model",
-        type=float,
+        type=_seconds,
         help="time budget of each backbone, in seconds",
     )
     run.add_argument(
-        "--max-seconds", type=float, help="time budget of the whole run, in seconds"
+        "--max-seconds", type=_seconds, help="time budget of the whole run, in seconds"
     )
     run.add_argument(
         "--resamples",
-        type=int,
+        type=_whole_number("0 (no intervals) or a whole number of 100 or more"),
         default=1000,
         help="bootstrap resamples for the 95%% intervals: 0 for none, else 100 or "
         "more (%(default)s)",
     )
     run.add_argument(
         "--seed",
-        type=int,
+        type=_whole_number("a whole number of 0 or more"),
         default=0,
         help="seed of the bootstraps and of a drawn val split (%(default)s)",
     )
     run.add_argument(
         "--repeats",
-        type=int,
+        type=_whole_number("a whole number of 1 or more"),
         default=1,
         metavar="N",
         help="with a training set only: score N stratified val draws (seeds SEED "
         "to SEED+N-1) on the same embeddings and report mean, std, min and max",
     )
-    # The limits are read by _limit, not argparse: see there.
     run.add_argument(
         "--max-latency-ms",
+        type=_limit(float, "milliseconds per image (e.g. 20 or 2.5)"),
         metavar="MS",
         help="exclude backbones slower than this per image from the ranking",
     )
     run.add_argument(
         "--max-params",
+        type=_limit(_count, "parameters (e.g. 25M, 1.5B, 300k or 5000000)"),
         metavar="N",
         help="exclude backbones with more parameters, e.g. 25M, 1.5B or 300000",
     )
@@ -424,45 +452,67 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         allow_download=not args.offline,
         max_seconds_per_model=args.max_seconds_per_model,
         num_repeats=args.repeats,
-        max_latency_ms=_limit(
-            args.max_latency_ms,
-            option="--max-latency-ms",
-            parse=float,
-            accepted="milliseconds per image (e.g. 20 or 2.5)",
-        ),
-        max_params=_limit(
-            args.max_params,
-            option="--max-params",
-            parse=_count,
-            accepted="parameters (e.g. 25M, 1.5B, 300k or 5000000)",
-        ),
+        max_latency_ms=args.max_latency_ms,
+        max_params=args.max_params,
     )
 
 
-def _limit(
-    text: str | None, *, option: str, parse: Callable[[str], Limit], accepted: str
-) -> Limit | None:
-    """The value of a limit option, None when it is not given.
+def _limit(parse: Callable[[str], Limit], accepted: str) -> Callable[[str], Limit]:
+    """Reads a limit option: 0 or more, finite."""
 
-    Read here rather than by argparse, which puts its usage line before the
-    message, so that every bad limit is refused alike: in one line naming the
-    option, the value and what it accepts.
-    """
-    if text is None:
-        return None
-    try:
-        value = parse(text)
-    except (ValueError, argparse.ArgumentTypeError):
-        value = None
-    if value is None or not 0 <= value < math.inf:
-        raise DataError(
-            f"{option} must be 0 or more {accepted}, got {text!r}; for no limit, "
-            f"leave {option} out"
-        )
-    return value
+    def read(text: str) -> Limit:
+        try:
+            value = parse(text)
+        except (ValueError, argparse.ArgumentTypeError):
+            value = None
+        if value is None or not 0 <= value < math.inf:
+            raise argparse.ArgumentTypeError(
+                f"must be 0 or more {accepted}, got {text!r}; for no limit, leave "
+                "the option out"
+            )
+        return value
+
+    return read
 
 
 _COUNT_SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
+
+
+def _whole_number(accepted: str) -> Callable[[str], int]:
+    """Reads a whole number; its range is left to the library, which checks it."""
+
+    def read(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be {accepted}, got {text!r}"
+            ) from None
+
+    return read
+
+
+def _seconds(text: str) -> float:
+    """Reads a time budget; its range is left to the library, which checks it."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds above 0 (e.g. 600 or 2.5), got {text!r}"
+        ) from None
+
+
+def _one_of(choices: Sequence[str]) -> Callable[[str], str]:
+    """Reads one of ``choices``, refused in the words of the other options."""
+
+    def read(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(
+                f"must be one of {', '.join(choices)}, got {text!r}"
+            )
+        return text
+
+    return read
 
 
 def _workers(text: str) -> int:
@@ -473,8 +523,8 @@ def _workers(text: str) -> int:
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number of threads; use 0 or more (0 decodes in "
-            "the main thread)"
+            "must be a whole number of decoding threads of 0 or more (0 decodes in "
+            f"the main thread), got {text!r}"
         )
     return value
 
@@ -502,7 +552,8 @@ def _pixel_count(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a pixel count; use e.g. 200M or 150000000"
+            "must be a whole number of pixels of 1 or more (e.g. 200M or "
+            f"150000000), got {text!r}"
         )
     return value
 
