@@ -507,7 +507,7 @@ def test_url_weights_without_download_raise(
         create_backbone("xception", allow_download=False)
     # The Python spellings name what rank takes: its settings, not a keyword.
     message = str(caught.value)
-    assert "(--offline, or Settings(allow_download=False))" in message
+    assert "(--offline; Settings(allow_download=False) in Python)" in message
     assert "(in Python, settings=Settings(weights={'xception': path}))" in message
 
 

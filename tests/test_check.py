@@ -109,7 +109,8 @@ def test_bad_files_are_each_reported_with_row_and_reason(
         "  train  train.csv row 3  cut.jpg: truncated or corrupt\n"
         "  train  train.csv row 4  x.jpg: not an image\n"
         "  train  train.csv row 5  y.png: empty file (0 bytes)\n"
-        "Fix or remove these rows, or skip them (skip_bad=True, --skip-bad)."
+        "Fix or remove these rows, or skip them (--skip-bad; skip_bad=True in "
+        "Python)."
     )
 
 
@@ -233,8 +234,8 @@ def test_skip_bad_is_not_advised_where_it_leaves_a_class_no_training_image(
         raise_for_problems(report, skip_bad=False, allow_duplicates=False)
     assert str(raised.value).endswith(
         "Raise the pixel limit (--max-pixels 2M) to let in the 4 images over it: "
-        "skipping all 4 (skip_bad=True, --skip-bad) would leave no training image "
-        "of classes 'a', 'b' and no val image."
+        "skipping all 4 (--skip-bad; skip_bad=True in Python) would leave no "
+        "training image of classes 'a', 'b' and no val image."
     )
     with pytest.raises(DataError) as raised:
         raise_for_problems(report, skip_bad=True, allow_duplicates=False)
@@ -325,7 +326,8 @@ def test_skip_bad_is_not_advised_where_it_leaves_no_val_image(tmp_path: Path) ->
     assert str(raised.value) == (
         "no usable val image of the 2 given, and the probe is tuned on val\n"
         "Raise the pixel limit (--max-pixels 10000) to let in the 1 image over it, "
-        "and fix, remove or skip (skip_bad=True, --skip-bad) the other file."
+        "and fix, remove or skip (--skip-bad; skip_bad=True in Python) the other "
+        "file."
     )
 
 
@@ -388,8 +390,8 @@ def test_byte_copy_across_splits_is_an_error_naming_both(tmp_path: Path) -> None
         "1 byte-identical file in two splits, which would score a model on images "
         "it was trained on:\n"
         "  train.csv row 3 (tr/1.png)  =  test.csv row 3 (te/1.png)\n"
-        "Remove one copy of each, or go on anyway (allow_duplicates=True, "
-        "--allow-duplicates)."
+        "Remove one copy of each, or go on anyway (--allow-duplicates; "
+        "allow_duplicates=True in Python)."
     )
 
 
@@ -478,7 +480,7 @@ def test_one_file_in_two_splits_is_named_as_such_with_both_labels(
         + "\n".join(lines)
         + "\nRemove one copy of each (of a file listed in two splits, its row in one "
         "of them), keeping the one whose label is right where the labels differ, "
-        "or go on anyway (allow_duplicates=True, --allow-duplicates)."
+        "or go on anyway (--allow-duplicates; allow_duplicates=True in Python)."
     )
 
 
@@ -864,7 +866,8 @@ def test_problem_in_class_folders_asks_to_fix_files_not_rows(
     assert str(raised.value) == (
         "1 image cannot be used:\n"
         "  train  train/a/1.png: empty file (0 bytes)\n"
-        "Fix or remove this file, or skip it (skip_bad=True, --skip-bad)."
+        "Fix or remove this file, or skip it (--skip-bad; skip_bad=True in "
+        "Python)."
     )
 
 

@@ -79,7 +79,7 @@ def raise_for_problems(
         # Class folders have no rows: the files themselves are what to remove.
         given = "file" if report.dataset.layout == "class-folders" else "row"
         these = f"this {given}" if len(report.problems) == 1 else f"these {given}s"
-        skip = "skip_bad=True, --skip-bad"
+        skip = "--skip-bad; skip_bad=True in Python"
         lost = _lost_by_skipping(report, report.problems)
         if lost:
             advice = (
@@ -102,7 +102,7 @@ def raise_for_problems(
         sections.append(
             f"{shared} in two splits, which would score a model on images it was "
             f"trained on:\n{pairs}\n{_duplicate_advice(report.duplicates)}, or go "
-            "on anyway (allow_duplicates=True, --allow-duplicates)."
+            "on anyway (--allow-duplicates; allow_duplicates=True in Python)."
         )
     elif report.duplicates:
         logger.warning("going on with %s in two splits:\n%s", shared, pairs)
@@ -124,7 +124,7 @@ def raise_for_problems(
                 "on val"
             )
         if report.problems:
-            advice = _instead_of_skipping(report, "skip_bad=True, --skip-bad")
+            advice = _instead_of_skipping(report, "--skip-bad; skip_bad=True in Python")
             sections.append(f"{_capitalized(advice)}.")
     if sections:
         raise DataError("\n".join(sections))

@@ -157,7 +157,7 @@ def _connection_error_types() -> tuple[type[Exception], ...]:
 def _why_no_download(*, allow_download: bool) -> str | None:
     """Why no download may be tried now, or None when one may."""
     if not allow_download:
-        return "downloads are off (--offline, or Settings(allow_download=False))"
+        return "downloads are off (--offline; Settings(allow_download=False) in Python)"
     if hub_failure is not None:
         return "the hub was unreachable earlier in this process"
     if _hub_offline():
