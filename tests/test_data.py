@@ -609,8 +609,40 @@ def test_csv_file_without_split_column_is_a_training_set(tmp_path: Path) -> None
 
     assert len(dataset.split("val")) == 2
     assert dataset.warnings == (
-        "train.csv has no 'split' column, so all its rows are training images; "
-        "'val.csv' beside it was not read (pass the folder to use them)",
+        "train.csv has no 'split' column, so all its rows are training images and "
+        "val is drawn from them; 'val.csv' beside it was not read: pass the folder "
+        f"{str(tmp_path)!r} instead of train.csv to use them",
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "beside", "unread"),
+    [
+        ("train_2024.csv", ["val_2024.csv", "test_2024.csv"], "'val_2024.csv', "),
+        ("pets-train.csv", ["pets-validation.csv"], "'pets-validation.csv' beside"),
+        ("Train.csv", ["test.csv", "val_2024.csv"], "'test.csv' beside it was not"),
+        ("labels.csv", ["val.csv", "test.csv"], None),
+        ("retrain.csv", ["reval.csv", "val.csv"], None),
+    ],
+)
+def test_split_csvs_beside_a_train_csv_are_named_with_how_to_use_them(
+    tmp_path: Path, given: str, beside: list[str], unread: str | None
+) -> None:
+    path = write_csv(tmp_path / given, labelled_rows("t", ["a", "b"] * 5))
+    for name in beside:
+        write_csv(tmp_path / name, labelled_rows("v", ["a", "b"]))
+
+    warnings = load_dataset(path).warnings
+
+    if unread is None:  # only a name that marks a train split points elsewhere
+        assert warnings == ()
+        return
+    (warning,) = warnings
+    assert warning.startswith(f"{given} has no 'split' column, so all its rows")
+    assert unread in warning
+    assert warning.endswith(
+        "to use them, name the files train.csv, val.csv and test.csv in one folder "
+        "and pass the folder, or give one CSV with a 'split' column"
     )
 
 

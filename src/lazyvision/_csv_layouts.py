@@ -93,16 +93,9 @@ def read_split_column_csv(
     else:
         _refuse_unnamed_split_column(table, split_column)
         splits = ["train"] * len(paths)
-        siblings = [
-            name for name in ("val.csv", "test.csv") if (path.parent / name).is_file()
-        ]
+        siblings = _split_siblings(path)
         if siblings:
-            warnings.append(
-                f"{path.name} has no {split_column!r} column, so all its rows are "
-                f"training images; {quoted(siblings)} beside it "
-                f"{'was' if len(siblings) == 1 else 'were'} not read (pass the "
-                "folder to use them)"
-            )
+            warnings.append(_unread_siblings_warning(path, siblings, split_column))
 
     base = root if root is not None else path.parent
     samples: list[Sample] = []
@@ -132,6 +125,48 @@ def read_split_column_csv(
     )
     used = (path_column, label_column, split_column)
     return samples, identifier_hint([table], label_column, used=used)
+
+
+def _split_siblings(path: Path) -> list[str]:
+    """The val and test CSVs beside a CSV whose name marks it as the train split.
+
+    "train.csv", "train_2024.csv" and "pets-train.csv" are train splits; their
+    siblings swap "train" for a val or test name of :data:`SPLIT_ALIASES`
+    ("val.csv", "valid_2024.csv", "pets-test.csv").
+    """
+    stem = path.stem
+    word = len("train")
+    if stem.casefold() == "train":
+        prefix, suffix = "", ""
+    elif stem[:word].casefold() == "train" and stem[word : word + 1] in ("_", "-"):
+        prefix, suffix = "", stem[word:]
+    elif stem[-word:].casefold() == "train" and stem[-word - 1 : -word] in ("_", "-"):
+        prefix, suffix = stem[:-word], ""
+    else:
+        return []
+    names = [
+        f"{prefix}{alias}{suffix}{path.suffix}"
+        for alias, split in SPLIT_ALIASES.items()
+        if split != "train"
+    ]
+    return [name for name in names if (path.parent / name).is_file()]
+
+
+def _unread_siblings_warning(path: Path, siblings: list[str], split_column: str) -> str:
+    """Says that the CSVs beside a train CSV are not read, and how to read them."""
+    if path.name == "train.csv" and set(siblings) <= {"val.csv", "test.csv"}:
+        how = f"pass the folder {str(path.parent)!r} instead of {path.name} to use them"
+    else:
+        how = (
+            "to use them, name the files train.csv, val.csv and test.csv in one "
+            f"folder and pass the folder, or give one CSV with a {split_column!r} "
+            "column"
+        )
+    return (
+        f"{path.name} has no {split_column!r} column, so all its rows are training "
+        f"images and val is drawn from them; {quoted(siblings)} beside it "
+        f"{'was' if len(siblings) == 1 else 'were'} not read: {how}"
+    )
 
 
 def _refuse_unnamed_split_column(table: Table, split_column: str) -> None:
