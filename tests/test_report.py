@@ -775,3 +775,23 @@ def test_report_of_a_run_that_never_ended_shows_what_it_finished_not_older_rows(
 
     assert "2 ranked of 2" in header  # pixels, and the earlier call's backbone
     assert "has no row: test_resnet@random." in header
+
+
+def test_the_board_marks_the_speeds_an_earlier_run_timed(
+    tmp_path: Path, digits_splits: Path
+) -> None:
+    settings = Settings(num_workers=0, num_resamples=0)
+    for output in ("first", "again"):
+        rank(
+            digits_splits,
+            models=["pixels", "test_resnet@random"],
+            output=tmp_path / output,
+            settings=settings,
+        )
+    first = write_report(tmp_path / "first").read_text(encoding="utf-8")
+    again = write_report(tmp_path / "again").read_text(encoding="utf-8")
+
+    assert "timed by an earlier run" not in first
+    # Both backbones came back from the cache: their speed and latency are marked.
+    assert again.count('title="timed by an earlier run"') == 4
+    assert "timed by an earlier run with the same batch size" in _plain(again)

@@ -25,7 +25,7 @@ from lazyvision._html import (
     to_number,
 )
 from lazyvision._run_folder import RunFolder
-from lazyvision.leaderboard import EXCLUDED
+from lazyvision.leaderboard import EARLIER_SPEED, EARLIER_SPEED_MARK, EXCLUDED
 from lazyvision.metrics import METRICS
 
 #: Val metrics of the table besides the sort metric; every metric is in the details.
@@ -77,8 +77,7 @@ def leaderboard_section(run: RunFolder) -> str:
             stacked_interval(row, f"val_{metric}"),
             *([stacked_spread(row, f"val_{metric}")] if spread else []),
             *([stacked_interval(row, f"test_{metric}")] if has_test else []),
-            fmt_speed(row.get("images_per_second")),
-            fmt_speed(row.get("latency_ms")),
+            *(_speed(row, key) for key in ("images_per_second", "latency_ms")),
             fmt_count(row.get("num_params")),
             *[fmt(row.get(f"val_{m}")) for m in others],
         ]
@@ -137,12 +136,34 @@ def _board_legend(run: RunFolder, *, spread: bool) -> str:
             f"{run.num_repeats} stratified draws of val from train{seeds}, each "
             "with the probe refitted; below it, the lowest and highest."
         )
+    if any(_timed_earlier(row) for row in run.rows):
+        parts.append(
+            f"{EARLIER_SPEED_MARK} images/s and latency timed by an earlier run with "
+            "the same batch size, device, precision and threads: this run computed "
+            "too few images to time them itself."
+        )
     if any(row.get("status") == EXCLUDED for row in run.rows):
         parts.append(
             '<span class="badge excluded">excluded</span> over a latency or size '
             "limit of the run: scored, but not ranked or marked."
         )
     return f'<p class="note">{" ".join(parts)}</p>'
+
+
+def _timed_earlier(row: Mapping[str, Any]) -> bool:
+    """The row's speed came from an earlier run, as the terminal table marks it."""
+    return row.get("speed_source") == EARLIER_SPEED and (
+        to_number(row.get("images_per_second")) is not None
+    )
+
+
+def _speed(row: Mapping[str, Any], key: str) -> str:
+    shown = fmt_speed(row.get(key))
+    if _timed_earlier(row) and to_number(row.get(key)) is not None:
+        return (
+            f'{shown}<span title="timed by an earlier run">{EARLIER_SPEED_MARK}</span>'
+        )
+    return shown
 
 
 def _tie_unknown(row: Mapping[str, Any]) -> bool:
