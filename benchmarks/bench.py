@@ -910,9 +910,12 @@ def floor_parts(run: dict[str, Any]) -> dict[str, float]:
     """
     forward, phases = run["forward"], run["cold_phases"]
     threads = forward.get("threads", math.nan)
-    efficiency = forward.get("serial_steady_seconds", math.nan) / (
-        threads * forward["steady_seconds"]
-    )
+    # Capped at 1: one thread can come out a little faster per image than two
+    # (a cache of its own, another core speed), and the floor must not grow by it.
+    serial = forward.get("serial_steady_seconds", math.nan)
+    efficiency = serial / (threads * forward["steady_seconds"])
+    if not math.isnan(efficiency):
+        efficiency = min(1.0, efficiency)
     work = forward["seconds"] * threads * efficiency
     shared = work + phases.get(f"decode{CPU_SUFFIX}", math.nan)
     shared += phases.get(f"build{CPU_SUFFIX}", math.nan)
