@@ -81,8 +81,8 @@ PHASES = {
     "fit_probe": "head",
     "count_macs": "macs",
     "_split_scores": "metrics",
-    "_save_evaluation": "save",
-    "_finish": "leaderboard",
+    "save_evaluation": "save",
+    "finish_leaderboard": "leaderboard",
 }
 #: Suffix of the phase keys that hold process CPU seconds rather than wall seconds.
 CPU_SUFFIX = " cpu"
