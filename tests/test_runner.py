@@ -919,3 +919,16 @@ def test_a_report_that_cannot_be_rewritten_is_removed_not_left_wrong(
 
     assert not (run / "report.html").exists()
     assert f"`lazyvision report {run}` writes a new one" in caplog.text
+
+
+def test_importing_the_runner_leaves_the_report_and_scikit_learn_unloaded() -> None:
+    # The report's plots bring scikit-learn: half a second and tens of MiB that
+    # every command line run would pay before reading a file.
+    code = (
+        "import sys, lazyvision.runner; "
+        "print(sorted(m for m in ('sklearn', 'lazyvision.report') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"

@@ -26,7 +26,6 @@ from lazyvision.leaderboard import (
     mark_ties,
     sort_rows,
 )
-from lazyvision.report import write_report
 from lazyvision.settings import Settings
 
 # The runner's name, which the command line prints and the tests capture.
@@ -152,6 +151,10 @@ def refresh_report(run_dir: Path, board: pd.DataFrame) -> None:
     path = run_dir / "report.html"
     if not path.is_file():
         return
+    # Imported here: the report's plots bring scikit-learn, half a second and
+    # 35 MiB that a run without a report should not pay.
+    from lazyvision.report import write_report
+
     try:
         board.attrs["report"] = str(write_report(run_dir))
     except (LazyVisionError, OSError) as err:
